@@ -1,0 +1,48 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "frappe-deployer",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "frappe-deployer", targets: ["frappe-deployer"]),
+        .library(name: "DeployerKit", targets: ["DeployerKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "frappe-deployer",
+            dependencies: ["DeployerCLI"]
+        ),
+        .target(
+            name: "DeployerCLI",
+            dependencies: [
+                "DeployerKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(
+            name: "DeployerKit",
+            dependencies: [
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            resources: [.copy("Remote/Scripts")]
+        ),
+        .executableTarget(
+            name: "deployer-fixture",
+            dependencies: ["DeployerTestSupport"]
+        ),
+        .target(
+            name: "DeployerTestSupport",
+            dependencies: ["DeployerKit"]
+        ),
+        .testTarget(name: "DeployerKitTests", dependencies: ["DeployerKit", "DeployerTestSupport"]),
+        .testTarget(name: "DeployerCLITests", dependencies: ["DeployerCLI", "DeployerKit"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DeployerKit", "DeployerTestSupport"]),
+    ]
+)

