@@ -1,0 +1,163 @@
+import Foundation
+import TOMLKit
+
+/// One worker's settings as one layer (file, environment or flags) states them; nil means "not said".
+public struct RemoteWorkerConfig: Sendable, Equatable {
+    public var server: String?
+    public var sshUser: String?
+    public var sshPort: Int?
+    public var workspacePath: String?
+    public var sshConfig: String?
+    public var includeDirs: [String]
+    public var includeFiles: [String]
+    public var excludePatterns: [String]
+
+    public init(
+        server: String? = nil, sshUser: String? = nil, sshPort: Int? = nil, workspacePath: String? = nil,
+        sshConfig: String? = nil, includeDirs: [String] = [], includeFiles: [String] = [],
+        excludePatterns: [String] = []
+    ) {
+        self.server = server
+        self.sshUser = sshUser
+        self.sshPort = sshPort
+        self.workspacePath = workspacePath
+        self.sshConfig = sshConfig
+        self.includeDirs = includeDirs
+        self.includeFiles = includeFiles
+        self.excludePatterns = excludePatterns
+    }
+}
+
+/// The TOML configuration file: the site, the local benches root and the site's remote workers.
+///
+/// `remoteWorkers` is a list so that several workers per site can be added without changing callers;
+/// today the file holds one `[remote_worker]` table.
+public struct ConfigFile: Sendable, Equatable {
+    public var path: String
+    public var siteName: String?
+    public var benchesPath: String?
+    public var remoteWorkers: [RemoteWorkerConfig]
+
+    static let topLevelKeys = ["site_name", "benches_path", "remote_worker"]
+    static let workerKeys = [
+        "server", "ssh_user", "ssh_port", "workspace_path", "ssh_config",
+        "include_dirs", "include_files", "exclude_patterns",
+    ]
+
+    public init(path: String, siteName: String? = nil, benchesPath: String? = nil, remoteWorkers: [RemoteWorkerConfig] = []) {
+        self.path = path
+        self.siteName = siteName
+        self.benchesPath = benchesPath
+        self.remoteWorkers = remoteWorkers
+    }
+
+    /// Reads and strictly checks the file at `path`: unknown keys and wrong types are errors.
+    public static func load(path: String) throws(ConfigError) -> ConfigFile {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw .fileNotFound(path: path)
+        }
+        if isDirectory.boolValue { throw .unreadable(path: path, reason: "it is a directory") }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw .unreadable(path: path, reason: "not readable UTF-8 text (\(error.localizedDescription))")
+        }
+        return try parse(text, path: path)
+    }
+
+    /// Parses TOML text; `path` only names the source in errors.
+    public static func parse(_ text: String, path: String) throws(ConfigError) -> ConfigFile {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw .syntax(path: path, line: error.source.begin.line, column: error.source.begin.column, message: error.description)
+        } catch {
+            throw .syntax(path: path, line: 0, column: 0, message: String(describing: error))
+        }
+        let reader = TableReader(source: path, prefix: "", table: table)
+        try reader.rejectUnknownKeys(allowed: topLevelKeys)
+        var file = ConfigFile(path: path)
+        file.siteName = try reader.string("site_name")
+        file.benchesPath = try reader.string("benches_path")
+        if let value = table["remote_worker"] {
+            guard let workerTable = value.table else {
+                throw .wrongType(source: path, keyPath: "remote_worker", expected: "a table ([remote_worker])", found: describe(value.type))
+            }
+            file.remoteWorkers = [try worker(TableReader(source: path, prefix: "remote_worker.", table: workerTable))]
+        }
+        return file
+    }
+
+    private static func worker(_ reader: TableReader) throws(ConfigError) -> RemoteWorkerConfig {
+        try reader.rejectUnknownKeys(allowed: workerKeys)
+        return RemoteWorkerConfig(
+            server: try reader.string("server"),
+            sshUser: try reader.string("ssh_user"),
+            sshPort: try reader.int("ssh_port"),
+            workspacePath: try reader.string("workspace_path"),
+            sshConfig: try reader.string("ssh_config"),
+            includeDirs: try reader.strings("include_dirs"),
+            includeFiles: try reader.strings("include_files"),
+            excludePatterns: try reader.strings("exclude_patterns")
+        )
+    }
+
+    static func describe(_ type: TOMLType) -> String {
+        switch type {
+        case .table: "a table"
+        case .array: "an array"
+        case .int: "an integer"
+        case .double: "a floating-point number"
+        default: "a \(type)"
+        }
+    }
+}
+
+/// Typed, strict access to one TOML table, naming the full key path in every error.
+private struct TableReader {
+    let source: String
+    let prefix: String
+    let table: TOMLTable
+
+    func rejectUnknownKeys(allowed: [String]) throws(ConfigError) {
+        for key in table.keys.sorted() where !allowed.contains(key) {
+            throw .unknownKey(source: source, keyPath: prefix + key, allowed: allowed)
+        }
+    }
+
+    func string(_ key: String) throws(ConfigError) -> String? {
+        guard let value = table[key] else { return nil }
+        guard let string = value.string else {
+            throw .wrongType(source: source, keyPath: prefix + key, expected: "a string", found: ConfigFile.describe(value.type))
+        }
+        return string
+    }
+
+    func int(_ key: String) throws(ConfigError) -> Int? {
+        guard let value = table[key] else { return nil }
+        guard value.type == .int, let int = value.int else {
+            throw .wrongType(source: source, keyPath: prefix + key, expected: "an integer", found: ConfigFile.describe(value.type))
+        }
+        return int
+    }
+
+    func strings(_ key: String) throws(ConfigError) -> [String] {
+        guard let value = table[key] else { return [] }
+        guard let array = value.array else {
+            throw .wrongType(source: source, keyPath: prefix + key, expected: "an array of strings", found: ConfigFile.describe(value.type))
+        }
+        var result: [String] = []
+        for (index, element) in array.enumerated() {
+            guard let string = element.string else {
+                throw .wrongType(
+                    source: source, keyPath: "\(prefix)\(key)[\(index)]", expected: "a string",
+                    found: ConfigFile.describe(element.type))
+            }
+            result.append(string)
+        }
+        return result
+    }
+}

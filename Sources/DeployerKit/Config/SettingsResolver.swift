@@ -1,0 +1,179 @@
+/// Layers the sources of configuration: flags > `FRAPPE_DEPLOYER_*` environment > file > defaults.
+///
+/// Scalars take the value of the highest layer that states one. Lists (includes, excludes) are
+/// combined across layers in that order, without repeats, since each layer adds to what is synced.
+public enum SettingsResolver {
+    public static let environmentPrefix = "FRAPPE_DEPLOYER_"
+
+    /// Environment variables the tool reads, and the key each stands for.
+    public static let environmentKeys: [(variable: String, key: String)] = [
+        ("FRAPPE_DEPLOYER_CONFIG_PATH", "config_path"),
+        ("FRAPPE_DEPLOYER_SITE_NAME", "site_name"),
+        ("FRAPPE_DEPLOYER_BENCHES_PATH", "benches_path"),
+        ("FRAPPE_DEPLOYER_SERVER", "remote_worker.server"),
+        ("FRAPPE_DEPLOYER_SSH_USER", "remote_worker.ssh_user"),
+        ("FRAPPE_DEPLOYER_SSH_PORT", "remote_worker.ssh_port"),
+        ("FRAPPE_DEPLOYER_WORKSPACE_PATH", "remote_worker.workspace_path"),
+        ("FRAPPE_DEPLOYER_SSH_CONFIG", "remote_worker.ssh_config"),
+        ("FRAPPE_DEPLOYER_INCLUDE_DIRS", "remote_worker.include_dirs (comma-separated)"),
+        ("FRAPPE_DEPLOYER_INCLUDE_FILES", "remote_worker.include_files (comma-separated)"),
+        ("FRAPPE_DEPLOYER_EXCLUDE_PATTERNS", "remote_worker.exclude_patterns (comma-separated)"),
+    ]
+
+    /// The config file path named by the environment, if any (flags win over it).
+    public static func configPath(flag: String?, environment: [String: String]) -> String? {
+        flag ?? environment["FRAPPE_DEPLOYER_CONFIG_PATH"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Reads the `FRAPPE_DEPLOYER_*` layer; a malformed value is an error naming the variable.
+    public static func environmentLayer(_ environment: [String: String]) throws(ConfigError) -> (siteName: String?, benchesPath: String?, worker: RemoteWorkerConfig) {
+        func value(_ name: String) -> String? {
+            guard let raw = environment[name], !raw.isEmpty else { return nil }
+            return raw
+        }
+        func list(_ name: String) -> [String] {
+            value(name).map { $0.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } } ?? []
+        }
+        var port: Int?
+        if let raw = value("FRAPPE_DEPLOYER_SSH_PORT") {
+            guard let parsed = Int(raw.trimmed) else {
+                throw .wrongType(source: "environment", keyPath: "FRAPPE_DEPLOYER_SSH_PORT", expected: "an integer", found: "'\(raw)'")
+            }
+            port = parsed
+        }
+        let known = Set(environmentKeys.map(\.variable))
+        for name in environment.keys.sorted() where name.hasPrefix(environmentPrefix) && !known.contains(name) {
+            throw .unknownKey(source: "environment", keyPath: name, allowed: environmentKeys.map(\.variable))
+        }
+        let worker = RemoteWorkerConfig(
+            server: value("FRAPPE_DEPLOYER_SERVER"), sshUser: value("FRAPPE_DEPLOYER_SSH_USER"), sshPort: port,
+            workspacePath: value("FRAPPE_DEPLOYER_WORKSPACE_PATH"), sshConfig: value("FRAPPE_DEPLOYER_SSH_CONFIG"),
+            includeDirs: list("FRAPPE_DEPLOYER_INCLUDE_DIRS"), includeFiles: list("FRAPPE_DEPLOYER_INCLUDE_FILES"),
+            excludePatterns: list("FRAPPE_DEPLOYER_EXCLUDE_PATTERNS"))
+        return (value("FRAPPE_DEPLOYER_SITE_NAME"), value("FRAPPE_DEPLOYER_BENCHES_PATH"), worker)
+    }
+
+    /// Combines the layers and checks every value; `home` expands a leading `~`.
+    public static func resolve(
+        flags: SyncOverrides, environment: [String: String], file: ConfigFile?, home: String
+    ) throws(ConfigError) -> SyncSettings {
+        let env = try environmentLayer(environment)
+        let fileWorker = file?.remoteWorkers.first ?? RemoteWorkerConfig()
+        let fileSource = file?.path ?? "config"
+
+        // Site name: the argument and the file must agree when both are given.
+        if let argument = flags.siteName, let named = file?.siteName, argument != named {
+            throw .conflict(message: "site name \(argument) differs from site_name = \"\(named)\" in \(fileSource): give one or make them agree")
+        }
+        guard let siteName = flags.siteName ?? env.siteName ?? file?.siteName else {
+            throw .missing(keyPath: "site name", hint: "give SITE_NAME, or site_name in the config file")
+        }
+        if let problem = InputRules.plainNameProblem(siteName) {
+            throw .invalidValue(source: source(flag: flags.siteName, env: env.siteName, file: fileSource, argument: "SITE_NAME", variable: "FRAPPE_DEPLOYER_SITE_NAME"), keyPath: "site_name",
+                                problem: "site name '\(siteName.escapedForMessage)' is not valid: \(problem)")
+        }
+
+        let benches = expand(flags.benchesPath ?? env.benchesPath ?? file?.benchesPath ?? "~/frappe/sites", home: home)
+        guard benches.hasPrefix("/") else {
+            throw .invalidValue(source: "benches_path", keyPath: "benches_path", problem: "'\(benches)' must be an absolute path (or start with ~)")
+        }
+
+        let layers = [fileWorker, env.worker, flags.worker]
+        func pick<T>(_ keyPath: KeyPath<RemoteWorkerConfig, T?>) -> T? {
+            layers.reversed().lazy.compactMap { $0[keyPath: keyPath] }.first
+        }
+        func origin<T>(_ keyPath: KeyPath<RemoteWorkerConfig, T?>, flag: String, variable: String, key: String) -> String {
+            if flags.worker[keyPath: keyPath] != nil { return "option \(flag)" }
+            if env.worker[keyPath: keyPath] != nil { return "environment \(variable)" }
+            return "\(fileSource) remote_worker.\(key)"
+        }
+
+        guard let server = pick(\.server)?.trimmed, !server.isEmpty else {
+            throw .missing(keyPath: "worker server", hint: "give --server, FRAPPE_DEPLOYER_SERVER, or server in [remote_worker] of the config file")
+        }
+        if let problem = InputRules.serverProblem(server) {
+            throw .invalidValue(source: origin(\.server, flag: "--server", variable: "FRAPPE_DEPLOYER_SERVER", key: "server"), keyPath: "server",
+                                problem: "server '\(server.escapedForMessage)' is not valid: \(problem)")
+        }
+        let user = pick(\.sshUser) ?? "frappe"
+        if let problem = InputRules.userProblem(user) {
+            throw .invalidValue(source: origin(\.sshUser, flag: "--ssh-user", variable: "FRAPPE_DEPLOYER_SSH_USER", key: "ssh_user"), keyPath: "ssh_user",
+                                problem: "ssh user '\(user.escapedForMessage)' is not valid: \(problem)")
+        }
+        let port = pick(\.sshPort) ?? 22
+        if let problem = InputRules.portProblem(port) {
+            throw .invalidValue(source: origin(\.sshPort, flag: "--ssh-port", variable: "FRAPPE_DEPLOYER_SSH_PORT", key: "ssh_port"), keyPath: "ssh_port", problem: problem)
+        }
+        let workspace = pick(\.workspacePath).map { trimTrailingSlash($0) } ?? "/home/\(user)/frappe/sites/\(siteName)/workspace"
+        if let problem = InputRules.remotePathProblem(workspace) {
+            throw .invalidValue(source: origin(\.workspacePath, flag: "--workspace-path", variable: "FRAPPE_DEPLOYER_WORKSPACE_PATH", key: "workspace_path"),
+                                keyPath: "workspace_path", problem: "'\(workspace.escapedForMessage)': \(problem)")
+        }
+        let sshConfig = pick(\.sshConfig).map { expand($0, home: home) }
+
+        var includeDirs: [String] = []
+        var includeFiles: [String] = []
+        var excludes: [String] = []
+        for (layer, name) in zip(layers, [fileSource, "environment", "command line"]) {
+            for dir in layer.includeDirs {
+                if let problem = InputRules.includePathProblem(dir) {
+                    throw .invalidValue(source: name, keyPath: "include_dirs", problem: "'\(dir.escapedForMessage)': \(problem)")
+                }
+                includeDirs.appendUnique(InputRules.normalizedIncludePath(dir))
+            }
+            for path in layer.includeFiles {
+                if let problem = InputRules.includePathProblem(path) {
+                    throw .invalidValue(source: name, keyPath: "include_files", problem: "'\(path.escapedForMessage)': \(problem)")
+                }
+                includeFiles.appendUnique(InputRules.normalizedIncludePath(path))
+            }
+            for pattern in layer.excludePatterns {
+                do {
+                    excludes.appendUnique(try ExcludeRules.normalizedPattern(pattern))
+                } catch {
+                    throw .invalidValue(source: name, keyPath: "exclude_patterns", problem: error.problem)
+                }
+            }
+        }
+        let worker = WorkerSettings(
+            server: server, sshUser: user, sshPort: port, workspacePath: workspace, sshConfig: sshConfig,
+            acceptNewHostKey: flags.acceptNewHostKey, includeDirs: includeDirs, includeFiles: includeFiles,
+            excludePatterns: excludes)
+        return SyncSettings(siteName: siteName, benchesPath: trimTrailingSlash(benches), workers: [worker], verbose: flags.verbose)
+    }
+
+    private static func source(flag: String?, env: String?, file: String, argument: String, variable: String) -> String {
+        if flag != nil { return argument }
+        if env != nil { return "environment \(variable)" }
+        return file
+    }
+
+    static func expand(_ path: String, home: String) -> String {
+        if path == "~" { return home }
+        if path.hasPrefix("~/") { return trimTrailingSlash(home) + path.dropFirst() }
+        return path
+    }
+
+    static func trimTrailingSlash(_ path: String) -> String {
+        var path = path
+        while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+        return path
+    }
+}
+
+extension String {
+    var trimmed: String {
+        String(drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+    }
+
+    /// Shows control characters visibly, so a one-line error stays one line.
+    var escapedForMessage: String {
+        unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? $0.escaped(asASCII: true) : String($0) }.joined()
+    }
+}
+
+extension Array where Element: Equatable {
+    mutating func appendUnique(_ element: Element) {
+        if !contains(element) { append(element) }
+    }
+}

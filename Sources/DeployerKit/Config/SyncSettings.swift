@@ -1,0 +1,69 @@
+/// Everything one sync needs, after layering and validation: nothing in here is unchecked input.
+public struct SyncSettings: Sendable, Equatable {
+    public var siteName: String
+    /// The local FM benches root (`~/frappe/sites` by default).
+    public var benchesPath: String
+    public var workers: [WorkerSettings]
+    public var verbose: Bool
+
+    public init(siteName: String, benchesPath: String, workers: [WorkerSettings], verbose: Bool = false) {
+        self.siteName = siteName
+        self.benchesPath = benchesPath
+        self.workers = workers
+        self.verbose = verbose
+    }
+}
+
+/// One worker host and how to reach it.
+public struct WorkerSettings: Sendable, Equatable {
+    public var server: String
+    public var sshUser: String
+    public var sshPort: Int
+    /// The worker's workspace; the worker's compose files sit in its parent (its FM site dir).
+    public var workspacePath: String
+    /// An ssh_config file to use instead of the user's (`ssh -F`); nil uses OpenSSH's own lookup.
+    public var sshConfig: String?
+    /// Trust an unknown host key on first use (StrictHostKeyChecking=accept-new); never a changed one.
+    public var acceptNewHostKey: Bool
+    /// Include paths relative to the workspace, normalized.
+    public var includeDirs: [String]
+    public var includeFiles: [String]
+    /// rsync exclude patterns added to the built-in ones.
+    public var excludePatterns: [String]
+
+    public init(
+        server: String, sshUser: String = "frappe", sshPort: Int = 22, workspacePath: String,
+        sshConfig: String? = nil, acceptNewHostKey: Bool = false, includeDirs: [String] = [],
+        includeFiles: [String] = [], excludePatterns: [String] = []
+    ) {
+        self.server = server
+        self.sshUser = sshUser
+        self.sshPort = sshPort
+        self.workspacePath = workspacePath
+        self.sshConfig = sshConfig
+        self.acceptNewHostKey = acceptNewHostKey
+        self.includeDirs = includeDirs
+        self.includeFiles = includeFiles
+        self.excludePatterns = excludePatterns
+    }
+
+    /// The worker's FM site dir, which holds docker-compose.yml and docker-compose.workers.yml.
+    public var siteDirectory: String {
+        let parent = workspacePath.split(separator: "/").dropLast().joined(separator: "/")
+        return "/" + parent
+    }
+
+    /// `user@server` as people write it.
+    public var destination: String { "\(sshUser)@\(server)" }
+}
+
+/// What the command line said; nil and empty mean "not given".
+public struct SyncOverrides: Sendable, Equatable {
+    public var siteName: String?
+    public var benchesPath: String?
+    public var worker = RemoteWorkerConfig()
+    public var acceptNewHostKey = false
+    public var verbose = false
+
+    public init() {}
+}

@@ -1,0 +1,41 @@
+/// The rsync exclude rules of a sync, by tree.
+///
+/// Excluded paths are never deleted on the worker (the tool never passes `--delete-excluded`), so a
+/// worker's own uploads, private files, logs and pid files survive every sync.
+public enum ExcludeRules {
+    /// Excluded from every tree: VCS data, build caches, bytecode, and logs including rotated ones
+    /// (`*.log.1` … `*.log.7` and compressed rotations are not caught by `*.log`).
+    public static let everywhere = [
+        ".git/", "node_modules/", "__pycache__/", ".cache/", "*.pyc", "*.log", "*.log.[0-9]*",
+    ]
+
+    /// Excluded from the release: the two config links that the worker points at its own
+    /// `.workers.json` files, so the main server's configuration never lands on a worker.
+    public static func release(site: String) -> [String] {
+        everywhere + ["/sites/common_site_config.json", "/sites/\(site)/site_config.json"]
+    }
+
+    /// Excluded from deployment-data: large user files (uploads, private files and backups of every
+    /// site) and the main server's pid files, which describe processes of another host.
+    public static let deploymentData = everywhere + ["/sites/*/public/files/", "/sites/*/private/", "/config/pids/*"]
+
+    /// A user pattern in the form rsync takes after `--exclude=`; the spec's config example writes
+    /// them with the `--exclude=` prefix, so that prefix is accepted and removed.
+    public static func normalizedPattern(_ raw: String) throws(ExcludePatternError) -> String {
+        var pattern = raw
+        if pattern.hasPrefix("--exclude=") { pattern.removeFirst("--exclude=".count) }
+        if pattern.isEmpty { throw ExcludePatternError(problem: "'\(raw)' is an empty pattern") }
+        if pattern.hasPrefix("-") {
+            throw ExcludePatternError(problem: "'\(raw.escapedForMessage)' looks like an rsync option; give a pattern such as 'large_directory/**' or '*.iso'")
+        }
+        if pattern.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+            throw ExcludePatternError(problem: "'\(raw.escapedForMessage)' contains a control character")
+        }
+        return pattern
+    }
+}
+
+/// A user exclude pattern that rsync should not be given.
+public struct ExcludePatternError: Error, Equatable {
+    public var problem: String
+}

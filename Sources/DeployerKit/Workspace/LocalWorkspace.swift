@@ -1,0 +1,118 @@
+import Foundation
+
+/// The main server's FM layout for one site: site dir, workspace, current release, deployment-data.
+public struct LocalWorkspace: Sendable, Equatable {
+    public let siteName: String
+    /// `BENCHES/SITE`, which holds the compose files.
+    public let siteDirectory: String
+    /// `BENCHES/SITE/workspace`, mounted at /workspace in FM's containers.
+    public let path: String
+    /// The release `frappe-bench` points at, e.g. `release_20261120_101500`.
+    public let releaseName: String
+    public var releasePath: String { path + "/" + releaseName }
+    public var deploymentDataPath: String { path + "/deployment-data" }
+
+    /// Finds the site's workspace under `benchesPath` and checks the parts a sync reads.
+    public static func locate(benchesPath: String, siteName: String) throws(WorkspaceError) -> LocalWorkspace {
+        let fm = FileManager.default
+        let siteDirectory = benchesPath + "/" + siteName
+        guard isDirectory(benchesPath) else { throw .benchesMissing(path: benchesPath) }
+        guard isDirectory(siteDirectory) else { throw .siteMissing(site: siteName, path: siteDirectory) }
+        let workspace = siteDirectory + "/workspace"
+        guard isDirectory(workspace) else { throw .workspaceMissing(path: workspace) }
+
+        let link = workspace + "/frappe-bench"
+        guard let attributes = try? fm.attributesOfItem(atPath: link) else { throw .benchLinkMissing(path: link) }
+        guard attributes[.type] as? FileAttributeType == .typeSymbolicLink else { throw .benchLinkNotSymlink(path: link) }
+        guard let target = try? fm.destinationOfSymbolicLink(atPath: link) else { throw .benchLinkMissing(path: link) }
+        // FM's link is relative and names a release beside it; anything else cannot be reproduced
+        // on a worker with the same meaning.
+        let name = target.hasSuffix("/") ? String(target.dropLast()) : target
+        guard !name.contains("/"), name != ".", name != ".." else { throw .benchLinkOutside(path: link, target: target) }
+        guard isDirectory(workspace + "/" + name) else { throw .benchLinkDangling(path: link, target: target) }
+        guard InputRules.plainNameProblem(name) == nil else { throw .benchLinkOutside(path: link, target: target) }
+
+        let data = workspace + "/deployment-data"
+        guard isDirectory(data) else { throw .deploymentDataMissing(path: data) }
+        return LocalWorkspace(siteName: siteName, siteDirectory: siteDirectory, path: workspace, releaseName: name)
+    }
+
+    /// The worker config files `remote-worker enable` writes; a sync links the worker to them.
+    public var workerConfigFiles: [String] {
+        [deploymentDataPath + "/sites/common_site_config.workers.json",
+         deploymentDataPath + "/sites/\(siteName)/site_config.workers.json"]
+    }
+
+    /// Checks that the worker configs exist, so a worker never starts on the main server's config.
+    public func checkWorkerConfigs() throws(WorkspaceError) {
+        for file in workerConfigFiles where !FileManager.default.fileExists(atPath: file) {
+            throw .workerConfigMissing(path: file)
+        }
+    }
+
+    /// Checks one include path: it must exist with the right kind and, after following symlinks,
+    /// stay inside the workspace.
+    public func checkInclude(_ relative: String, directory: Bool) throws(WorkspaceError) {
+        let full = path + "/" + relative
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: full, isDirectory: &isDir) else {
+            throw .includeMissing(path: relative, kind: directory ? "directory" : "file", workspace: path)
+        }
+        if isDir.boolValue != directory {
+            throw .includeWrongKind(path: relative, expected: directory ? "a directory (--include-dir)" : "a file (--include-file)")
+        }
+        let root = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        let resolved = URL(fileURLWithPath: full).resolvingSymlinksInPath().path
+        guard resolved.hasPrefix(root + "/") else { throw .includeOutside(path: relative, resolved: resolved) }
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+    }
+}
+
+/// Why the local workspace cannot be synced from.
+public enum WorkspaceError: Error, Equatable, LocalizedError {
+    case benchesMissing(path: String)
+    case siteMissing(site: String, path: String)
+    case workspaceMissing(path: String)
+    case benchLinkMissing(path: String)
+    case benchLinkNotSymlink(path: String)
+    case benchLinkDangling(path: String, target: String)
+    case benchLinkOutside(path: String, target: String)
+    case deploymentDataMissing(path: String)
+    case workerConfigMissing(path: String)
+    case includeMissing(path: String, kind: String, workspace: String)
+    case includeWrongKind(path: String, expected: String)
+    case includeOutside(path: String, resolved: String)
+
+    public var errorDescription: String? {
+        switch self {
+        case .benchesMissing(let path):
+            return "benches directory \(path) does not exist: give --benches-path (or benches_path in the config)"
+        case .siteMissing(let site, let path):
+            return "site \(site) has no bench directory at \(path): check the site name and --benches-path"
+        case .workspaceMissing(let path):
+            return "workspace \(path) does not exist: is this an FM bench deployed with releases?"
+        case .benchLinkMissing(let path):
+            return "\(path) is missing: deploy a release first (it must be a symlink to the current release)"
+        case .benchLinkNotSymlink(let path):
+            return "\(path) is not a symlink: a sync needs a release-based workspace where frappe-bench points at release_*"
+        case .benchLinkDangling(let path, let target):
+            return "\(path) points at \(target), which does not exist: fix the link or redeploy"
+        case .benchLinkOutside(let path, let target):
+            return "\(path) points at \(target), not at a release directory beside it: relink it to release_*"
+        case .deploymentDataMissing(let path):
+            return "\(path) does not exist: the workspace has no deployment data to sync"
+        case .workerConfigMissing(let path):
+            return "\(path) is missing: run `frappe-deployer remote-worker enable` on the main server first"
+        case .includeMissing(let path, let kind, let workspace):
+            return "include \(kind) \(path) does not exist in \(workspace): include paths are relative to the workspace"
+        case .includeWrongKind(let path, let expected):
+            return "include \(path) is not \(expected)"
+        case .includeOutside(let path, let resolved):
+            return "include \(path) resolves to \(resolved), outside the workspace: only paths inside the workspace are synced"
+        }
+    }
+}
