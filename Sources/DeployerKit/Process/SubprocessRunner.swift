@@ -1,0 +1,50 @@
+import Subprocess
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs commands with swift-subprocess, streaming both outputs line by line.
+public struct SubprocessRunner: CommandRunning {
+    /// Standard output kept in memory at most; rsync stats and script reports are far smaller.
+    static let outputLimit = 4 * 1024 * 1024
+    static let errorTailLines = 40
+
+    public init() {}
+
+    public func run(_ command: Command, onLine: (@Sendable (OutputStream, String) -> Void)?) async throws -> CommandOutput {
+        let executable: Executable = command.executable.contains("/") ? .path(.init(command.executable)) : .name(command.executable)
+        var options = PlatformOptions()
+        // On cancellation: SIGTERM, then SIGKILL after 5 s, so ssh and rsync can close cleanly.
+        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(5))]
+        do {
+            let result = try await Subprocess.run(
+                executable, arguments: Arguments(command.arguments), platformOptions: options,
+                input: .string(command.standardInput ?? ""), output: .sequence, error: .sequence
+            ) { execution in
+                async let errorTail: [String] = {
+                    var tail: [String] = []
+                    for try await line in execution.standardError.strings() {
+                        onLine?(.standardError, line)
+                        tail.append(line)
+                        if tail.count > Self.errorTailLines { tail.removeFirst() }
+                    }
+                    return tail
+                }()
+                var output = ""
+                for try await line in execution.standardOutput.strings() {
+                    onLine?(.standardOutput, line)
+                    if output.utf8.count < Self.outputLimit { output += line + "\n" }
+                }
+                return (output, try await errorTail)
+            }
+            let code: Int32
+            switch result.terminationStatus {
+            case .exited(let status): code = Int32(status)
+            case .signaled(let signal): code = 128 + Int32(signal)
+            }
+            return CommandOutput(exitCode: code, standardOutput: result.closureResult.0, standardErrorTail: result.closureResult.1)
+        } catch let error as SubprocessError {
+            throw CommandLaunchError(command: command.executable, reason: String(describing: error))
+        }
+    }
+}

@@ -1,0 +1,110 @@
+/// One rsync run: local sources to one directory on the worker.
+public struct RsyncTransfer: Sendable, Equatable {
+    /// What is transferred, for people: "release", "deployment-data", "includes".
+    public var name: String
+    /// Local paths. A trailing `/` copies a directory's contents; `/./` marks where `--relative`
+    /// starts the remote path.
+    public var sources: [String]
+    /// The directory on the worker.
+    public var destination: String
+    public var excludes: [String]
+    /// `--relative`: keep the source path below the `/./` marker (used for include paths).
+    public var relative: Bool
+
+    public init(name: String, sources: [String], destination: String, excludes: [String], relative: Bool = false) {
+        self.name = name
+        self.sources = sources
+        self.destination = destination
+        self.excludes = excludes
+        self.relative = relative
+    }
+}
+
+/// Builds rsync argument arrays; pure.
+public enum RsyncCommand {
+    /// The spec's options (archive, compression, checksums, delete) plus what makes them safe:
+    /// `--protect-args` keeps remote paths away from the remote shell, `--stats` feeds the report.
+    /// Excluded paths are protected from `--delete` because `--delete-excluded` is never given.
+    public static func arguments(_ transfer: RsyncTransfer, endpoint: SSHEndpoint, shell: String, verbose: Bool) -> [String] {
+        var arguments = ["--archive", "--compress", "--checksum", "--delete", "--protect-args", "--stats", "-e", shell]
+        if transfer.relative { arguments.append("--relative") }
+        if verbose { arguments.append("--out-format=%i %n%L") }
+        arguments += transfer.excludes.map { "--exclude=\($0)" }
+        arguments.append("--")
+        arguments += transfer.sources
+        arguments.append("\(endpoint.user)@\(rsyncHost(endpoint.host)):\(transfer.destination)")
+        return arguments
+    }
+
+    /// rsync needs brackets around an IPv6 literal before the `:path` part.
+    static func rsyncHost(_ host: String) -> String {
+        host.contains(":") ? "[\(host)]" : host
+    }
+}
+
+/// What one rsync run moved, from its `--stats` output.
+public struct TransferStats: Sendable, Equatable {
+    public var files = 0
+    public var regularFilesTransferred = 0
+    public var createdFiles = 0
+    public var deletedFiles = 0
+    public var totalFileSize: Int64 = 0
+    public var bytesSent: Int64 = 0
+    public var bytesReceived: Int64 = 0
+
+    public init() {}
+
+    /// Parses `--stats` lines; numbers may carry thousands separators ("1,234,567").
+    public static func parse(_ output: String) -> TransferStats {
+        var stats = TransferStats()
+        for line in output.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let key = line[..<colon].trimmingCharacters(in: " ")
+            let value = number(line[line.index(after: colon)...])
+            switch key {
+            case "Number of files": stats.files = Int(value)
+            case "Number of created files": stats.createdFiles = Int(value)
+            case "Number of deleted files": stats.deletedFiles = Int(value)
+            case "Number of regular files transferred": stats.regularFilesTransferred = Int(value)
+            case "Total file size": stats.totalFileSize = value
+            case "Total bytes sent": stats.bytesSent = value
+            case "Total bytes received": stats.bytesReceived = value
+            default: break
+            }
+        }
+        return stats
+    }
+
+    /// The first number after the colon, ignoring separators.
+    static func number(_ text: Substring) -> Int64 {
+        var digits = ""
+        for character in text.drop(while: { $0 == " " }) {
+            if character.isASCII && character.isNumber {
+                digits.append(character)
+            } else if character == "," || character == "." {
+                continue
+            } else {
+                break
+            }
+        }
+        return Int64(digits) ?? 0
+    }
+
+    public static func + (lhs: TransferStats, rhs: TransferStats) -> TransferStats {
+        var sum = TransferStats()
+        sum.files = lhs.files + rhs.files
+        sum.regularFilesTransferred = lhs.regularFilesTransferred + rhs.regularFilesTransferred
+        sum.createdFiles = lhs.createdFiles + rhs.createdFiles
+        sum.deletedFiles = lhs.deletedFiles + rhs.deletedFiles
+        sum.totalFileSize = lhs.totalFileSize + rhs.totalFileSize
+        sum.bytesSent = lhs.bytesSent + rhs.bytesSent
+        sum.bytesReceived = lhs.bytesReceived + rhs.bytesReceived
+        return sum
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: Character) -> String {
+        String(drop(while: { $0 == set }).reversed().drop(while: { $0 == set }).reversed())
+    }
+}

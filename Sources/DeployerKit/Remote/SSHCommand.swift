@@ -1,0 +1,87 @@
+/// How to reach one worker with OpenSSH, and where its shared master connection lives.
+public struct SSHEndpoint: Sendable, Equatable {
+    public var host: String
+    public var user: String
+    public var port: Int
+    /// `ssh -F FILE`; nil lets OpenSSH read the user's own ~/.ssh/config.
+    public var configFile: String?
+    public var acceptNewHostKey: Bool
+    /// The control socket every command of one sync shares (a private, short path).
+    public var controlPath: String
+
+    public init(worker: WorkerSettings, controlPath: String) {
+        self.host = worker.server
+        self.user = worker.sshUser
+        self.port = worker.sshPort
+        self.configFile = worker.sshConfig
+        self.acceptNewHostKey = worker.acceptNewHostKey
+        self.controlPath = controlPath
+    }
+
+    public var destination: String { "\(user)@\(host)" }
+}
+
+/// Builds the argument arrays of every ssh invocation; pure, so they are tested as arrays.
+public enum SSHCommand {
+    /// Options every ssh call carries: batch mode (never prompt), host keys always checked, the
+    /// port, and keepalives so a dead link fails instead of hanging.
+    public static func commonOptions(_ endpoint: SSHEndpoint) -> [String] {
+        var options: [String] = []
+        if let config = endpoint.configFile { options += ["-F", config] }
+        options += [
+            "-p", String(endpoint.port),
+            "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=\(endpoint.acceptNewHostKey ? "accept-new" : "yes")",
+            "-o", "ConnectTimeout=20",
+            "-o", "ServerAliveInterval=15",
+            "-o", "ServerAliveCountMax=4",
+            "-o", "ControlPath=\(endpoint.controlPath)",
+        ]
+        return options
+    }
+
+    /// Opens the master connection and backgrounds it once authenticated (`-f -N`). It closes by
+    /// itself after 60 s without use, so even a killed sync leaves no connection behind for long.
+    public static func openMaster(_ endpoint: SSHEndpoint) -> Command {
+        Command("ssh", commonOptions(endpoint) + [
+            "-o", "ControlMaster=yes", "-o", "ControlPersist=60", "-f", "-N",
+            "-l", endpoint.user, "--", endpoint.host,
+        ])
+    }
+
+    /// Runs `remoteArguments` on the worker over the master; each argument is quoted exactly once.
+    public static func remote(_ endpoint: SSHEndpoint, _ remoteArguments: [String], standardInput: String? = nil) -> Command {
+        Command("ssh", commonOptions(endpoint) + [
+            "-o", "ControlMaster=no", "-l", endpoint.user, "--", endpoint.host,
+            ShellQuote.commandLine(remoteArguments),
+        ], standardInput: standardInput)
+    }
+
+    /// Runs a shipped script on the worker: `sh -s -- ARGS` with the script on standard input.
+    public static func script(_ endpoint: SSHEndpoint, _ script: RemoteScript, _ arguments: [String]) -> Command {
+        remote(endpoint, ["sh", "-s", "--"] + arguments, standardInput: script.text)
+    }
+
+    /// Asks the master to exit.
+    public static func closeMaster(_ endpoint: SSHEndpoint) -> Command {
+        Command("ssh", commonOptions(endpoint) + ["-O", "exit", "-l", endpoint.user, "--", endpoint.host])
+    }
+
+    /// The `rsync -e` value: ssh with the same options, over the same master.
+    ///
+    /// rsync splits this string on spaces and honours single quotes (but not backslashes), so an
+    /// argument with a single quote cannot be passed; such paths are refused when planning.
+    public static func rsyncShell(_ endpoint: SSHEndpoint) throws(RsyncShellError) -> String {
+        let arguments = ["ssh"] + commonOptions(endpoint) + ["-o", "ControlMaster=no"]
+        return try arguments.map { (argument: String) throws(RsyncShellError) -> String in
+            if argument.contains("'") { throw RsyncShellError(argument: argument) }
+            let plain = !argument.isEmpty && !argument.contains(where: { $0 == " " || $0 == "\"" || $0 == "\t" })
+            return plain ? argument : "'\(argument)'"
+        }.joined(separator: " ")
+    }
+}
+
+/// An ssh argument that rsync's `-e` parser cannot carry.
+public struct RsyncShellError: Error, Equatable {
+    public var argument: String
+}

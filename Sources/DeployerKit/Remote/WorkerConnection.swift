@@ -1,0 +1,94 @@
+import Foundation
+
+/// One worker reached over one OpenSSH master connection that every step and rsync reuses.
+public struct WorkerConnection: Sendable {
+    public let endpoint: SSHEndpoint
+    let runner: any CommandRunning
+    let controlDirectory: String
+
+    /// Opens the master connection; a refused host key, login or network is a classified error.
+    public static func open(worker: WorkerSettings, runner: any CommandRunning) async throws -> WorkerConnection {
+        // A private directory for the control socket: short enough for the 104-byte socket limit,
+        // and not writable by anyone else.
+        let directory = try makePrivateDirectory()
+        let endpoint = SSHEndpoint(worker: worker, controlPath: directory + "/m")
+        let command = SSHCommand.openMaster(endpoint)
+        let output: CommandOutput
+        do {
+            output = try await runner.run(command)
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        guard output.succeeded else {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw RemoteError.classifyConnection(output, endpoint: endpoint, command: command)
+        }
+        return WorkerConnection(endpoint: endpoint, runner: runner, controlDirectory: directory)
+    }
+
+    /// Runs one phase of a shipped script; a non-zero exit becomes `RemoteError.failed` carrying the
+    /// script's own `error:` line.
+    public func run(_ script: RemoteScript, step: String, arguments: [String],
+                    onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> [String: String] {
+        let command = SSHCommand.script(endpoint, script, arguments)
+        let output = try await runner.run(command, onLine: onLine)
+        guard output.succeeded else { throw failure(step: step, command: command, output: output) }
+        return Self.facts(output.standardOutput)
+    }
+
+    /// Runs one rsync transfer over the master connection.
+    public func transfer(_ transfer: RsyncTransfer, verbose: Bool,
+                         onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> TransferStats {
+        let shell: String
+        do {
+            shell = try SSHCommand.rsyncShell(endpoint)
+        } catch {
+            throw RemoteError.failed(step: "transfer \(transfer.name)", host: endpoint.host,
+                                     message: "ssh argument \(error.argument) contains a single quote, which rsync -e cannot carry",
+                                     command: "rsync", exitCode: 2, standardErrorTail: [])
+        }
+        let command = Command("rsync", RsyncCommand.arguments(transfer, endpoint: endpoint, shell: shell, verbose: verbose))
+        let output = try await runner.run(command, onLine: onLine)
+        guard output.succeeded else { throw failure(step: "transfer \(transfer.name)", command: command, output: output) }
+        return TransferStats.parse(output.standardOutput)
+    }
+
+    /// Closes the master connection and removes its socket directory; safe to call on any path out.
+    public func close() async {
+        _ = try? await runner.run(SSHCommand.closeMaster(endpoint))
+        try? FileManager.default.removeItem(atPath: controlDirectory)
+    }
+
+    func failure(step: String, command: Command, output: CommandOutput) -> RemoteError {
+        if output.exitCode == 255, command.executable == "ssh" {
+            // ssh's own failure (the master went away, the link dropped), not the script's.
+            let classified = RemoteError.classifyConnection(output, endpoint: endpoint, command: command)
+            if case .failed = classified {} else { return classified }
+        }
+        let reason = output.standardErrorTail.last(where: { $0.hasPrefix("error: ") }).map { String($0.dropFirst(7)) }
+            ?? output.standardErrorTail.last(where: { !$0.trimmed.isEmpty })?.strippingSSHPrefix
+            ?? "exited with status \(output.exitCode)"
+        return .failed(step: step, host: endpoint.host, message: reason, command: command.description,
+                       exitCode: output.exitCode, standardErrorTail: output.standardErrorTail)
+    }
+
+    /// `key=value` lines printed by a script phase.
+    static func facts(_ output: String) -> [String: String] {
+        var facts: [String: String] = [:]
+        for line in output.split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            facts[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        return facts
+    }
+
+    static func makePrivateDirectory() throws -> String {
+        var template = Array("/tmp/fd-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!) }
+        guard let made else {
+            throw CommandLaunchError(command: "mkdtemp", reason: String(cString: strerror(errno)))
+        }
+        return String(cString: made)
+    }
+}
