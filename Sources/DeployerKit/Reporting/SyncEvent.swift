@@ -1,0 +1,14 @@
+/// Progress of a sync, as it happens; reporters turn these into output.
+public enum SyncEvent: Sendable, Equatable {
+    case started(site: String, release: String, destination: String, workspace: String)
+    case stepStarted(SyncStep, host: String, detail: String)
+    case stepFinished(SyncStep, host: String, seconds: Double, detail: String)
+    case stepFailed(SyncStep, host: String, seconds: Double)
+    /// A line of rsync or remote output (shown with --verbose).
+    case output(host: String, source: String, line: String)
+}
+
+/// Receives sync events; implementations must be safe to call from concurrent transfers.
+public protocol SyncReporting: Sendable {
+    func report(_ event: SyncEvent)
+}

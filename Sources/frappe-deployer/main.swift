@@ -1,0 +1,3 @@
+import DeployerCLI
+
+await DeployerCLI.main()
