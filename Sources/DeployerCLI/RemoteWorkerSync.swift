@@ -97,6 +97,9 @@ extension RemoteWorker {
             }
             let home = environment["HOME"] ?? NSHomeDirectory()
             let settings = try SettingsResolver.resolve(flags: flags, environment: environment, file: file, home: home)
+            for warning in settings.warnings {
+                FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+            }
             let workspace = try LocalWorkspace.locate(benchesPath: settings.benchesPath, siteName: settings.siteName)
             try workspace.checkWorkerConfigs()
             let worker = settings.workers[0]

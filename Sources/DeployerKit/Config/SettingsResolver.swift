@@ -26,7 +26,7 @@ public enum SettingsResolver {
     }
 
     /// Reads the `FRAPPE_DEPLOYER_*` layer; a malformed value is an error naming the variable.
-    public static func environmentLayer(_ environment: [String: String]) throws(ConfigError) -> (siteName: String?, benchesPath: String?, worker: RemoteWorkerConfig) {
+    public static func environmentLayer(_ environment: [String: String]) throws(ConfigError) -> (siteName: String?, benchesPath: String?, worker: RemoteWorkerConfig, warnings: [String]) {
         func value(_ name: String) -> String? {
             guard let raw = environment[name], !raw.isEmpty else { return nil }
             return raw
@@ -41,16 +41,18 @@ public enum SettingsResolver {
             }
             port = parsed
         }
+        // Unknown FRAPPE_DEPLOYER_* variables are most likely typos: said, never silently ignored.
+        // A warning, not an error, since other tooling may share the prefix.
         let known = Set(environmentKeys.map(\.variable))
-        for name in environment.keys.sorted() where name.hasPrefix(environmentPrefix) && !known.contains(name) {
-            throw .unknownKey(source: "environment", keyPath: name, allowed: environmentKeys.map(\.variable))
+        let warnings = environment.keys.sorted().filter { $0.hasPrefix(environmentPrefix) && !known.contains($0) }.map {
+            "environment variable \($0) is not one frappe-deployer reads; it is ignored (known: \(environmentKeys.map(\.variable).joined(separator: ", ")))"
         }
         let worker = RemoteWorkerConfig(
             server: value("FRAPPE_DEPLOYER_SERVER"), sshUser: value("FRAPPE_DEPLOYER_SSH_USER"), sshPort: port,
             workspacePath: value("FRAPPE_DEPLOYER_WORKSPACE_PATH"), sshConfig: value("FRAPPE_DEPLOYER_SSH_CONFIG"),
             includeDirs: list("FRAPPE_DEPLOYER_INCLUDE_DIRS"), includeFiles: list("FRAPPE_DEPLOYER_INCLUDE_FILES"),
             excludePatterns: list("FRAPPE_DEPLOYER_EXCLUDE_PATTERNS"))
-        return (value("FRAPPE_DEPLOYER_SITE_NAME"), value("FRAPPE_DEPLOYER_BENCHES_PATH"), worker)
+        return (value("FRAPPE_DEPLOYER_SITE_NAME"), value("FRAPPE_DEPLOYER_BENCHES_PATH"), worker, warnings)
     }
 
     /// Combines the layers and checks every value; `home` expands a leading `~`.
@@ -139,7 +141,9 @@ public enum SettingsResolver {
             server: server, sshUser: user, sshPort: port, workspacePath: workspace, sshConfig: sshConfig,
             acceptNewHostKey: flags.acceptNewHostKey, includeDirs: includeDirs, includeFiles: includeFiles,
             excludePatterns: excludes)
-        return SyncSettings(siteName: siteName, benchesPath: trimTrailingSlash(benches), workers: [worker], verbose: flags.verbose)
+        var settings = SyncSettings(siteName: siteName, benchesPath: trimTrailingSlash(benches), workers: [worker], verbose: flags.verbose)
+        settings.warnings = env.warnings
+        return settings
     }
 
     private static func source(flag: String?, env: String?, file: String, argument: String, variable: String) -> String {

@@ -5,6 +5,8 @@ public struct SyncSettings: Sendable, Equatable {
     public var benchesPath: String
     public var workers: [WorkerSettings]
     public var verbose: Bool
+    /// Things said about the input that did not stop the sync (unknown environment variables).
+    public var warnings: [String] = []
 
     public init(siteName: String, benchesPath: String, workers: [WorkerSettings], verbose: Bool = false) {
         self.siteName = siteName

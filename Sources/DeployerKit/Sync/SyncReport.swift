@@ -1,3 +1,5 @@
+import Foundation
+
 /// What a finished sync did: the result people and scripts read.
 public struct SyncReport: Sendable, Equatable {
     public var site: String
@@ -21,22 +23,32 @@ public struct SyncReport: Sendable, Equatable {
 
     /// The summary printed on standard output at the end of a sync.
     public func summary() -> String {
-        var lines = ["synced \(site) to \(destination): \(release) is live"
-            + (previousRelease.map { $0.isEmpty || $0 == release ? "" : " (was \($0))" } ?? " (first sync)")]
+        let was: String
+        switch previousRelease {
+        case nil, "": was = " (first sync)"
+        case release: was = " (resynced)"
+        case let previous?: was = " (was \(previous))"
+        }
+        var lines = ["synced \(site) to \(destination): \(release) is live\(was)"]
         lines.append("services running: \(runningServices.joined(separator: ", "))")
         for (name, stats) in transfers {
-            lines.append(String(format: "  %-16@ %6d files sent, %6d deleted, %@ sent, %@ received (of %d files, %@)",
-                                name as NSString, stats.regularFilesTransferred, stats.deletedFiles,
-                                ByteCount.format(stats.bytesSent) as NSString, ByteCount.format(stats.bytesReceived) as NSString,
-                                stats.files, ByteCount.format(stats.totalFileSize) as NSString))
+            lines.append("  \(name.padded(16)) \(stats.regularFilesTransferred) files updated, \(stats.deletedFiles) deleted, "
+                + "\(ByteCount.format(stats.bytesSent)) sent, \(ByteCount.format(stats.bytesReceived)) received "
+                + "(\(stats.files) entries, \(ByteCount.format(stats.totalFileSize)))")
         }
         let total = totals
-        lines.append("  transferred: \(total.regularFilesTransferred) files, \(ByteCount.format(total.bytesSent)) sent")
+        lines.append("  \("transferred".padded(16)) \(total.regularFilesTransferred) files, \(ByteCount.format(total.bytesSent)) sent")
         for (step, seconds) in stepSeconds {
-            lines.append(String(format: "  %-16@ %7.2f s", step.rawValue as NSString, seconds))
+            lines.append("  \(step.rawValue.padded(16)) \(String(format: "%7.2f s", seconds))")
         }
-        lines.append(String(format: "  %-16@ %7.2f s", "total" as NSString, totalSeconds))
+        lines.append("  \("total".padded(16)) \(String(format: "%7.2f s", totalSeconds))")
         return lines.joined(separator: "\n")
+    }
+}
+
+extension String {
+    func padded(_ width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
     }
 }
 
@@ -54,4 +66,3 @@ public enum ByteCount {
     }
 }
 
-import Foundation

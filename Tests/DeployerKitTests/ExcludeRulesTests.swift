@@ -1,0 +1,70 @@
+import DeployerKit
+import DeployerTestSupport
+import Foundation
+import Testing
+
+/// The exclude rules applied by a real local rsync with the sync's own options.
+@Suite("Exclude rules with rsync")
+struct ExcludeRulesTests {
+    @Test("the spec's excludes and rotated logs are built in")
+    func builtIn() {
+        for pattern in [".git/", "node_modules/", "__pycache__/", ".cache/", "*.pyc", "*.log", "*.log.[0-9]*"] {
+            #expect(ExcludeRules.everywhere.contains(pattern))
+        }
+    }
+
+    @Test("excluded files are neither sent nor deleted on the receiving side")
+    func excludedNeitherSentNorDeleted() async throws {
+        let directory = try TemporaryDirectory(prefix: "fd-excl")
+        let fixture = try WorkspaceFixture.create(benchesPath: directory.path + "/main", site: "a.test", release: "release_1",
+                                                  profile: FixtureProfile(files: 10, bytes: 10_000))
+        let receiver = directory.path + "/worker/deployment-data"
+        // The receiver's own copies of excluded paths, which must survive --delete.
+        let own = ["sites/a.test/public/files/worker-upload.jpg", "sites/a.test/private/backups/worker.sql.gz",
+                   "logs/worker.log", "logs/worker.log.2", "config/pids/worker.pid", "sites/other/private/keep.txt"]
+        for path in own {
+            let full = receiver + "/" + path
+            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data("worker's own".utf8).write(to: URL(fileURLWithPath: full))
+        }
+        // And a stale file that is not excluded: --delete must remove it.
+        try Data("stale".utf8).write(to: URL(fileURLWithPath: receiver + "/sites/stale.json"))
+
+        var arguments = ["--archive", "--checksum", "--delete"] + ExcludeRules.deploymentData.map { "--exclude=\($0)" }
+        arguments += [fixture.deploymentData + "/", receiver + "/"]
+        let output = try await SubprocessRunner().run(Command("rsync", arguments))
+        #expect(output.exitCode == 0, "\(output.standardErrorTail)")
+
+        let fm = FileManager.default
+        for path in own { #expect(fm.fileExists(atPath: receiver + "/" + path), "deleted \(path)") }
+        #expect(!fm.fileExists(atPath: receiver + "/sites/stale.json"))
+        for excluded in ["sites/a.test/public/files/upload-photo.jpg", "sites/a.test/private/files/contract.pdf",
+                         "logs/web.log", "logs/web.log.1", "logs/worker.error.log.3.gz", "config/pids/web.pid"] {
+            #expect(!fm.fileExists(atPath: receiver + "/" + excluded), "sent \(excluded)")
+        }
+        for synced in ["sites/common_site_config.workers.json", "sites/a.test/site_config.workers.json", "config/supervisor.conf"] {
+            #expect(fm.fileExists(atPath: receiver + "/" + synced), "missing \(synced)")
+        }
+    }
+
+    @Test("the release's VCS, node_modules, bytecode, caches, logs and config links stay behind")
+    func releaseExcludes() async throws {
+        let directory = try TemporaryDirectory(prefix: "fd-excl")
+        let fixture = try WorkspaceFixture.create(benchesPath: directory.path + "/main", site: "a.test", release: "release_1",
+                                                  profile: FixtureProfile(files: 10, bytes: 10_000))
+        let receiver = directory.path + "/worker/release_1"
+        try FileManager.default.createDirectory(atPath: directory.path + "/worker", withIntermediateDirectories: true)
+        var arguments = ["--archive", "--delete"] + ExcludeRules.release(site: "a.test").map { "--exclude=\($0)" }
+        arguments += [fixture.workspace + "/release_1/", receiver + "/"]
+        let output = try await SubprocessRunner().run(Command("rsync", arguments))
+        #expect(output.exitCode == 0, "\(output.standardErrorTail)")
+        let fm = FileManager.default
+        for excluded in ["apps/frappe/.git", "apps/frappe/node_modules", "apps/frappe/frappe/__pycache__", "apps/frappe/frappe/stray.pyc",
+                         "apps/frappe/.cache", "apps/frappe/build.log", "sites/common_site_config.json", "sites/a.test/site_config.json"] {
+            #expect((try? fm.attributesOfItem(atPath: receiver + "/" + excluded)) == nil, "sent \(excluded)")
+        }
+        // Symlinks travel as symlinks, absolute ones unchanged.
+        #expect(try fm.destinationOfSymbolicLink(atPath: receiver + "/sites/assets/frappe") == "/workspace/frappe-bench/apps/frappe/frappe/public")
+        #expect(try fm.destinationOfSymbolicLink(atPath: receiver + "/sites/a.test/public") == "../../../deployment-data/sites/a.test/public")
+    }
+}

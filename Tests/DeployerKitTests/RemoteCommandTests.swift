@@ -1,0 +1,135 @@
+import DeployerKit
+import DeployerTestSupport
+import Testing
+
+@Suite("ssh and rsync argument arrays")
+struct RemoteCommandTests {
+    let worker = WorkerSettings(server: "10.0.0.5", sshUser: "frappe", sshPort: 2222, workspacePath: "/home/frappe/frappe/sites/a.test/workspace")
+    var endpoint: SSHEndpoint { SSHEndpoint(worker: worker, controlPath: "/tmp/fd-abc/m") }
+
+    func value(of option: String, in arguments: [String]) -> [String] {
+        zip(arguments, arguments.dropFirst()).filter { $0.0 == "-o" && $0.1.hasPrefix(option + "=") }.map { String($0.1.dropFirst(option.count + 1)) }
+    }
+
+    @Test("every ssh call is batch mode, checks host keys strictly, and uses the port")
+    func commonOptions() {
+        let arguments = SSHCommand.commonOptions(endpoint)
+        #expect(value(of: "BatchMode", in: arguments) == ["yes"])
+        #expect(value(of: "StrictHostKeyChecking", in: arguments) == ["yes"])
+        #expect(value(of: "ControlPath", in: arguments) == ["/tmp/fd-abc/m"])
+        #expect(arguments.contains("-p") && arguments[arguments.firstIndex(of: "-p")! + 1] == "2222")
+        #expect(!arguments.contains("-F"))
+    }
+
+    @Test("--accept-new-host-key maps to accept-new, never to no")
+    func acceptNew() {
+        var trusting = worker
+        trusting.acceptNewHostKey = true
+        let arguments = SSHCommand.commonOptions(SSHEndpoint(worker: trusting, controlPath: "/tmp/x/m"))
+        #expect(value(of: "StrictHostKeyChecking", in: arguments) == ["accept-new"])
+    }
+
+    @Test("an ssh config file is passed with -F")
+    func configFile() {
+        var configured = worker
+        configured.sshConfig = "/etc/fd/ssh config"
+        let arguments = SSHCommand.commonOptions(SSHEndpoint(worker: configured, controlPath: "/tmp/x/m"))
+        #expect(Array(arguments.prefix(2)) == ["-F", "/etc/fd/ssh config"])
+    }
+
+    @Test("the master connection backgrounds after auth and expires when idle")
+    func master() {
+        let command = SSHCommand.openMaster(endpoint)
+        #expect(command.executable == "ssh")
+        #expect(value(of: "ControlMaster", in: command.arguments) == ["yes"])
+        #expect(value(of: "ControlPersist", in: command.arguments) == ["60"])
+        #expect(Array(command.arguments.suffix(6)) == ["-f", "-N", "-l", "frappe", "--", "10.0.0.5"])
+    }
+
+    @Test("a script runs as sh -s with every argument quoted once, after --")
+    func script() {
+        let script = RemoteScript(name: "t", text: "echo hi\n")
+        let command = SSHCommand.script(endpoint, script, ["activate", "/srv/my ws", "a.test", "release_1"])
+        #expect(command.standardInput == "echo hi\n")
+        #expect(Array(command.arguments.suffix(4)) == ["frappe", "--", "10.0.0.5", "sh -s -- activate '/srv/my ws' a.test release_1"])
+        #expect(value(of: "ControlMaster", in: command.arguments) == ["no"])
+        #expect(command.scriptPhase == "activate")
+    }
+
+    @Test("rsync -e carries the same ssh options; single quotes in them are refused")
+    func rsyncShell() throws {
+        var configured = worker
+        configured.sshConfig = "/etc/my ssh/config"
+        let shell = try SSHCommand.rsyncShell(SSHEndpoint(worker: configured, controlPath: "/tmp/x/m"))
+        #expect(shell.hasPrefix("ssh -F '/etc/my ssh/config' -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=yes"))
+        #expect(shell.hasSuffix("-o ControlPath=/tmp/x/m -o ControlMaster=no"))
+        configured.sshConfig = "/etc/it's/config"
+        #expect(throws: RsyncShellError.self) { try SSHCommand.rsyncShell(SSHEndpoint(worker: configured, controlPath: "/tmp/x/m")) }
+    }
+
+    @Test("rsync: archive, compress, checksum, delete, protected args; never --delete-excluded")
+    func rsyncArguments() {
+        let transfer = RsyncTransfer(name: "release", sources: ["/w/release_1/"], destination: "/r/release_1/", excludes: [".git/", "*.pyc"])
+        let arguments = RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh -p 2222", verbose: false)
+        for option in ["--archive", "--compress", "--checksum", "--delete", "--protect-args", "--stats"] {
+            #expect(arguments.contains(option), "missing \(option)")
+        }
+        #expect(!arguments.contains { $0.hasPrefix("--delete-excluded") })
+        #expect(arguments.contains("--exclude=.git/") && arguments.contains("--exclude=*.pyc"))
+        #expect(Array(arguments.suffix(3)) == ["--", "/w/release_1/", "frappe@10.0.0.5:/r/release_1/"])
+        #expect(!arguments.contains("--relative"))
+        #expect(!arguments.contains { $0.hasPrefix("--out-format") })
+        #expect(RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", verbose: true).contains("--out-format=%i %n%L"))
+    }
+
+    @Test("an IPv6 worker gets brackets in the rsync destination")
+    func ipv6() {
+        var v6 = worker
+        v6.server = "fd00::5"
+        let transfer = RsyncTransfer(name: "x", sources: ["/a/"], destination: "/b/", excludes: [])
+        let arguments = RsyncCommand.arguments(transfer, endpoint: SSHEndpoint(worker: v6, controlPath: "/tmp/x/m"), shell: "ssh", verbose: false)
+        #expect(arguments.last == "frappe@[fd00::5]:/b/")
+    }
+
+    @Test("rsync --stats output is parsed, thousands separators included")
+    func stats() {
+        let output = """
+            Number of files: 23,412 (reg: 18,900, dir: 4,500, link: 12)
+            Number of created files: 1,204 (reg: 1,000, dir: 204)
+            Number of deleted files: 7 (reg: 7)
+            Number of regular files transferred: 1,002
+            Total file size: 602,931,200 bytes
+            Total transferred file size: 12,345,678 bytes
+            Literal data: 12,345,678 bytes
+            Matched data: 0 bytes
+            File list size: 524,288
+            Total bytes sent: 3,456,789
+            Total bytes received: 20,112
+
+            sent 3,456,789 bytes  received 20,112 bytes  1,234.00 bytes/sec
+            """
+        let stats = TransferStats.parse(output)
+        #expect(stats.files == 23_412)
+        #expect(stats.createdFiles == 1_204)
+        #expect(stats.deletedFiles == 7)
+        #expect(stats.regularFilesTransferred == 1_002)
+        #expect(stats.totalFileSize == 602_931_200)
+        #expect(stats.bytesSent == 3_456_789)
+        #expect(stats.bytesReceived == 20_112)
+    }
+
+    @Test("connection failures are classified into what to do")
+    func classify() {
+        let command = SSHCommand.openMaster(endpoint)
+        func classify(_ line: String) -> RemoteError {
+            RemoteError.classifyConnection(.failed(255, line), endpoint: endpoint, command: command)
+        }
+        #expect(classify("No ED25519 host key is known for [10.0.0.5]:2222 and you have requested strict checking.") == .hostKeyUnknown(host: "10.0.0.5", port: 2222))
+        #expect(classify("Host key verification failed.") == .hostKeyUnknown(host: "10.0.0.5", port: 2222))
+        #expect(classify("@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @") == .hostKeyChanged(host: "10.0.0.5", port: 2222))
+        #expect(classify("frappe@10.0.0.5: Permission denied (publickey).") == .authenticationFailed(destination: "frappe@10.0.0.5", port: 2222))
+        #expect(classify("ssh: connect to host 10.0.0.5 port 2222: Connection refused") == .unreachable(host: "10.0.0.5", port: 2222, detail: "connect to host 10.0.0.5 port 2222: Connection refused"))
+        #expect(RemoteError.hostKeyUnknown(host: "h", port: 2222).errorDescription?.contains("--accept-new-host-key") == true)
+        #expect(RemoteError.hostKeyUnknown(host: "h", port: 2222).errorDescription?.contains("ssh-keyscan -p 2222 h") == true)
+    }
+}
