@@ -43,6 +43,7 @@ let package = Package(
         ),
         .testTarget(name: "DeployerKitTests", dependencies: ["DeployerKit", "DeployerTestSupport"]),
         .testTarget(name: "DeployerCLITests", dependencies: ["DeployerCLI", "DeployerKit"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["DeployerKit", "DeployerTestSupport"]),
+        // Depends on the executable so the binary it drives is built first.
+        .testTarget(name: "IntegrationTests", dependencies: ["DeployerKit", "DeployerTestSupport", "frappe-deployer"]),
     ]
 )

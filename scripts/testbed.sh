@@ -87,6 +87,9 @@ cmd_up() {
     [ -e "$DIR/up" ] && die "worker $NAME is already up (scripts/testbed.sh down $NAME)"
     local addr=10.213.$index.2 peer=10.213.$index.1
     mkdir -p "$DIR" "$HOME_DIR" "$DIR/run" "$DIR/docker" "$DIR/exec"
+    echo "$index" > "$DIR/index"
+    # A half-made worker is removed again, so a failed start leaves nothing behind.
+    trap 'if [ $? -ne 0 ]; then cmd_down "$NAME" >/dev/null 2>&1; fi' EXIT
     chmod 755 "$DIR"
     getent passwd frappe >/dev/null || die "user frappe missing: run scripts/testbed.sh install"
     mkdir -p /run/sshd
@@ -174,6 +177,7 @@ EOF
 
     printf '%s\n' "$addr" > "$DIR/address"
     touch "$DIR/up"
+    trap - EXIT
     echo "testbed: worker $NAME up at $addr"
 }
 
@@ -222,14 +226,21 @@ EOF
     echo "testbed: site $site on $NAME at $sitedir"
 }
 
+# True while PID runs; a zombie (exited, not yet reaped by an init that may never reap) is gone.
+alive() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 stop_pid() { # pidfile
     local f=$1 pid
     [ -f "$f" ] || return 0
     pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
+        alive "$pid" && kill -9 "$pid" 2>/dev/null
     fi
     rm -f "$f"
 }
@@ -248,6 +259,18 @@ cmd_down() {
     stop_pid "$DIR/sshd.pid"
     stop_pid "$DIR/dockerd.pid"
     stop_pid "$DIR/holder.pid"
+    # What is left in the namespace was started by this worker (ssh sessions, containerd shims):
+    # end it by pid, or the namespace and its veth pair outlive the worker.
+    local pids
+    pids=$(ip netns pids "$NS" 2>/dev/null || true)
+    if [ -n "$pids" ]; then
+        # shellcheck disable=SC2086 # one pid per word
+        kill $pids 2>/dev/null || true
+        sleep 0.3
+        # shellcheck disable=SC2086
+        kill -9 $pids 2>/dev/null || true
+    fi
+    if [ -f "$DIR/index" ]; then ip link del "fdh$(cat "$DIR/index")" 2>/dev/null || true; fi
     ip netns del "$NS" 2>/dev/null || true
     # vfs layers and container state can be mounted or immutable-free but large; remove them all.
     rm -rf "$DIR"
