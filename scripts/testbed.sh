@@ -5,7 +5,7 @@
 # (vfs storage) with Compose v2, and a local busybox image. Needs root.
 #
 #   scripts/testbed.sh install            install the Debian and PyPI parts (idempotent)
-#   scripts/testbed.sh up NAME INDEX      start worker NAME at 10.213.INDEX.2 (INDEX 1..200)
+#   scripts/testbed.sh up NAME INDEX      start worker NAME at 10.213.INDEX.2 (INDEX 1..250)
 #   scripts/testbed.sh down NAME          stop worker NAME and remove everything it made
 #   scripts/testbed.sh site NAME SITE     give worker NAME an FM bench dir for SITE (compose files)
 #   scripts/testbed.sh env NAME           print the worker's facts as shell assignments
@@ -83,7 +83,7 @@ cmd_up() {
     need_root
     paths "$1"
     local index=$2
-    if ! [[ "$index" =~ ^[0-9]+$ ]] || [ "$index" -lt 1 ] || [ "$index" -gt 200 ]; then die "INDEX must be 1..200"; fi
+    if ! [[ "$index" =~ ^[0-9]+$ ]] || [ "$index" -lt 1 ] || [ "$index" -gt 250 ]; then die "INDEX must be 1..250"; fi
     [ -e "$DIR/up" ] && die "worker $NAME is already up (scripts/testbed.sh down $NAME)"
     local addr=10.213.$index.2 peer=10.213.$index.1
     mkdir -p "$DIR" "$HOME_DIR" "$DIR/run" "$DIR/docker" "$DIR/exec"

@@ -113,17 +113,19 @@ extension RemoteWorker {
     }
 }
 
-/// How the CLI reports a failure: one line, and with --verbose the details beneath it.
+/// How the CLI reports a failure: one line (with the worker's state when the failure left it
+/// changed), and with --verbose the failing command and its stderr beneath it.
 enum Diagnostics {
     static func fail(_ error: any Error, exitCode: Int32, verbose: Bool) -> Never {
-        let message = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
-        var lines = ["error: \(message)"]
-        if verbose, let failure = error as? SyncFailure {
-            lines += failure.details.map { "  \($0)" }
-        } else if let failure = error as? SyncFailure, failure.workerState != "unchanged" {
-            lines.append("  worker state: \(failure.workerState) (run with --verbose for the failing command)")
+        var message = "error: " + ((error as? LocalizedError)?.errorDescription ?? String(describing: error))
+        var lines: [String] = []
+        if let failure = error as? SyncFailure {
+            if failure.workerState != "unchanged" {
+                message += " (worker left with \(failure.workerState); rerun the sync to finish)"
+            }
+            if verbose { lines = failure.details.map { "  \($0)" } }
         }
-        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        FileHandle.standardError.write(Data(([message] + lines).joined(separator: "\n").utf8 + [10]))
         exit(exitCode)
     }
 }
