@@ -1,16 +1,33 @@
 #!/bin/sh
-# The worker side of `frappe-deployer remote-worker sync`: one phase per run, fed over one ssh
-# round trip as `sh -s -- PHASE WORKSPACE [SITE RELEASE] < worker.sh`.
+# The worker side of `frappe-deployer remote-worker`: one phase per run, fed over one ssh round
+# trip as `sh -s -- PHASE WORKSPACE [ARGS...] < worker.sh`. State (lock, previous release, the
+# last switch's log) lives in SITE_DIR/.frappe-deployer, beside the compose files.
 #
-#   preflight WORKSPACE SITE   checks only; changes nothing. Prints key=value facts.
-#   stop WORKSPACE             stops every service of the site's compose project; creates WORKSPACE.
-#   activate WORKSPACE SITE RELEASE
-#                              links worker configs into the release, creates required
-#                              directories, points frappe-bench at the release.
-#   start WORKSPACE            starts `schedule` and every worker service, checks they run.
+#   preflight WORKSPACE SITE [TOKEN HOLDER [TAKEOVER]]
+#                                   checks the worker and prints key=value facts; with TOKEN, then
+#                                   takes the per-site lock (nothing is written unless every check
+#                                   passed); exit 6 with held_* facts when a live sync holds it. A
+#                                   lock whose sync is dead is taken over.
+#   unlock WORKSPACE TOKEN          releases the lock if TOKEN holds it.
+#   stage-prepare WORKSPACE         removes what unfinished syncs left; creates WORKSPACE.
+#   stage-activate WORKSPACE SITE RELEASE STAGE
+#                                   links worker configs inside the staged release; renames it to
+#                                   RELEASE unless RELEASE is live (then the switch swaps it in).
+#   unstage WORKSPACE STAGE         removes a staged release that will not go live.
+#   switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE
+#                                   stops services, makes RELEASE live (flips frappe-bench, or
+#                                   swaps STAGE in), starts services and checks them; on failure
+#                                   flips back and starts the previous release. Runs detached, so
+#                                   a dropped connection cannot stop it half-way.
+#   prune WORKSPACE KEEP            keeps the KEEP newest releases (never the live or previous).
+#   stop WORKSPACE STOP_TIMEOUT|-   (in-place) stops every service of the site's compose project.
+#   activate WORKSPACE SITE RELEASE (in-place) links worker configs, points frappe-bench at RELEASE.
+#   start WORKSPACE SETTLE          (in-place) starts schedule and every worker service, checks them.
 #
 # Exit codes: 0 ok; 2 usage; 3 the worker is not ready (nothing was changed); 4 activation
-# failed; 5 services failed. Errors are one line on stderr starting with "error: ".
+# failed; 5 services failed; 6 locked by another sync; 7 the switch failed and the previous
+# release runs again; 8 the switch failed and could not be undone. Errors are one line on stderr
+# starting with "error: ".
 set -eu
 
 fail() {
@@ -20,16 +37,16 @@ fail() {
     exit "$code"
 }
 
-[ $# -ge 2 ] || fail 2 "usage: worker.sh PHASE WORKSPACE [SITE RELEASE]"
+[ $# -ge 2 ] || fail 2 "usage: worker.sh PHASE WORKSPACE [ARGS...]"
 phase=$1
 workspace=$2
-site=${3:-}
-release=${4:-}
+shift 2
 case $workspace in
     /*) ;;
     *) fail 2 "workspace must be an absolute path: $workspace" ;;
 esac
 site_dir=$(dirname -- "$workspace")
+state="$site_dir/.frappe-deployer"
 base_files="-f docker-compose.yml"
 all_files="-f docker-compose.yml -f docker-compose.workers.yml"
 worker_files="-f docker-compose.workers.yml"
@@ -46,17 +63,71 @@ compose() {
             fail 3 "Docker Compose is not installed on the worker: install the docker compose plugin (v2)"
         fi
     fi
-    # shellcheck disable=SC2086 # compose_cmd is one of two fixed words lists
+    # shellcheck disable=SC2086 # compose_cmd is one of two fixed word lists
     (cd "$site_dir" && $compose_cmd "$@")
 }
 
 # Prints the service names of the given compose files, one line, space-separated.
 services_of() {
-    # shellcheck disable=SC2086 # the file lists are fixed option words
     compose "$@" config --services | tr '\n' ' ' | sed 's/ *$//'
 }
 
+running_services() {
+    # shellcheck disable=SC2086
+    compose $all_files ps --services --status running | tr '\n' ' ' | sed 's/ *$//'
+}
+
+# The value of KEY in a key=value FILE.
+value() {
+    sed -n "s/^$1=//p" "$2" 2>/dev/null | head -n 1
+}
+
+now_ms() {
+    ms=$(date +%s%3N)
+    case $ms in
+        *N) echo "$(date +%s)000" ;;
+        *) echo "$ms" ;;
+    esac
+}
+
+# The start time of a running process (field 22 of /proc/PID/stat); fails when it is gone or a zombie.
+proc_start() {
+    [ -r "/proc/$1/stat" ] || return 1
+    # The command name (field 2) may hold spaces: read what follows its closing parenthesis.
+    sed 's/.*) //' "/proc/$1/stat" | awk '$1 == "Z" || $1 == "X" { exit 1 } { print $20 }'
+}
+
+# pid:starttime of the ssh connection this script runs in: it lives exactly as long as the
+# sync's connection does, so it tells a live lock from a dead one.
+session_id() {
+    pid=$$
+    while [ "$pid" -gt 1 ]; do
+        comm=$(cat "/proc/$pid/comm" 2>/dev/null) || break
+        case $comm in
+            sshd*)
+                printf '%s:%s\n' "$pid" "$(proc_start "$pid")"
+                return
+                ;;
+        esac
+        pid=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $2 }')
+    done
+    printf '%s:%s\n' "$PPID" "$(proc_start "$PPID")"
+}
+
+# True while the process recorded as pid:starttime runs.
+alive() {
+    pid=${1%%:*}
+    start=${1#*:}
+    [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" 2>/dev/null || true)" = "$start" ]
+}
+
+switch_running() {
+    [ -f "$state/switch.pid" ] && alive "$(cat "$state/switch.pid")"
+}
+
 preflight() {
+    site=${1:-}
+    [ $# -eq 1 ] || [ $# -ge 3 ] || fail 2 "usage: worker.sh preflight WORKSPACE SITE [TOKEN HOLDER [TAKEOVER]]"
     [ -n "$site" ] || fail 2 "usage: worker.sh preflight WORKSPACE SITE"
     [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker: create the worker's FM bench for $site there, or set workspace_path"
     for file in docker-compose.yml docker-compose.workers.yml; do
@@ -80,22 +151,87 @@ preflight() {
         [ -w "$site_dir" ] || fail 3 "$site_dir is not writable by $(id -un) on the worker"
     fi
     link="$workspace/frappe-bench"
-    current=""
-    if [ -L "$link" ]; then
-        current=$(readlink "$link")
-    elif [ -e "$link" ]; then
+    if [ -e "$link" ] && [ ! -L "$link" ]; then
         fail 3 "$link on the worker is a real directory, not a link to a release: move it away first"
+    fi
+    # Every check passed: only now is anything written (the lock), and the facts below are read
+    # under it.
+    if [ $# -ge 3 ]; then
+        lock "$2" "$3" "${4:-}"
+    fi
+    current=$(readlink "$link" 2>/dev/null || true)
+    releases=""
+    if [ -d "$workspace" ]; then
+        releases=$(cd "$workspace" && for d in release_*; do [ -d "$d" ] && [ ! -L "$d" ] && printf '%s ' "$d"; done | sed 's/ *$//')
     fi
     printf 'worker_services=%s\n' "$workers"
     printf 'current_release=%s\n' "$current"
+    printf 'previous_release=%s\n' "$(value previous "$state/releases")"
+    printf 'releases=%s\n' "$releases"
+    printf 'running=%s\n' "$(running_services 2>/dev/null || true)"
+    printf 'flock=%s\n' "$(command -v flock >/dev/null 2>&1 && echo yes || echo no)"
 }
 
-stop() {
-    # Every service of the project, including web ones a previous setup may have left running.
-    # shellcheck disable=SC2086
-    compose $all_files down --remove-orphans >&2
-    mkdir -p "$workspace/deployment-data"
-    printf 'stopped=yes\n'
+lock() {
+    token=${1:-}
+    holder=${2:-}
+    takeover=${3:-}
+    { [ -n "$token" ] && [ -n "$holder" ]; } || fail 2 "usage: worker.sh lock WORKSPACE TOKEN HOLDER [TAKEOVER]"
+    [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker"
+    command -v flock >/dev/null 2>&1 || fail 3 "flock is not installed on the worker: install util-linux"
+    mkdir -p "$state"
+    # The guard serializes lock takers on this worker; it is held for this phase only.
+    exec 9>>"$state/lock.guard"
+    flock -w 30 9 || fail 6 "the lock guard $state/lock.guard stayed busy for 30 s"
+    if [ -f "$state/lock" ]; then
+        held_token=$(value token "$state/lock")
+        if [ "$held_token" = "$token" ]; then
+            printf 'locked=yes\n'
+            return
+        fi
+        if alive "$(value session "$state/lock")" || switch_running; then
+            if [ -n "$takeover" ] && [ "$takeover" = "$held_token" ] && ! switch_running; then
+                printf 'took_over=%s\n' "$(value holder "$state/lock")"
+            else
+                printf 'held_by=%s\n' "$(value holder "$state/lock")"
+                printf 'held_since=%s\n' "$(value since "$state/lock")"
+                printf 'held_token=%s\n' "$held_token"
+                printf 'switch_running=%s\n' "$(switch_running && echo yes || echo no)"
+                exit 6
+            fi
+        else
+            printf 'stale_lock=%s\n' "$(value holder "$state/lock")"
+        fi
+    fi
+    {
+        printf 'token=%s\n' "$token"
+        printf 'holder=%s\n' "$holder"
+        printf 'since=%s\n' "$(date +%s)"
+        printf 'session=%s\n' "$(session_id)"
+    } > "$state/lock.new"
+    mv -f "$state/lock.new" "$state/lock"
+    printf 'locked=yes\n'
+}
+
+unlock() {
+    token=${1:-}
+    [ -f "$state/lock" ] || return 0
+    if [ "$(value token "$state/lock")" = "$token" ]; then
+        rm -f "$state/lock"
+        printf 'unlocked=yes\n'
+    fi
+}
+
+stage_prepare() {
+    mkdir -p "$workspace/deployment-data" "$state"
+    # What syncs that did not finish left behind; the lock guarantees none of them still runs.
+    for leftover in "$workspace"/.fd-staging-* "$workspace"/.fd-old-* "$workspace"/.fd-failed-*; do
+        if [ -e "$leftover" ]; then
+            rm -rf "$leftover"
+            printf 'removed=%s\n' "${leftover##*/}"
+        fi
+    done
+    printf 'prepared=yes\n'
 }
 
 # Replaces LINK with a symlink to TARGET in one rename, so no reader sees it missing.
@@ -103,55 +239,249 @@ relink() {
     target=$1
     link=$2
     if [ -d "$link" ] && [ ! -L "$link" ]; then
-        fail 4 "$link is a directory, not a link: move it away first"
+        printf 'error: %s is a directory, not a link: move it away first\n' "$link" >&2
+        return 4
     fi
     tmp="$link.fd-new.$$"
     rm -f "$tmp"
-    ln -s "$target" "$tmp"
+    ln -s "$target" "$tmp" || return 4
     if ! mv -T "$tmp" "$link" 2>/dev/null; then
         # mv without -T (non-GNU): fall back to replacing the link in two steps.
         rm -f "$tmp"
-        ln -sfn "$target" "$link"
+        ln -sfn "$target" "$link" || return 4
     fi
 }
 
-activate() {
-    { [ -n "$site" ] && [ -n "$release" ]; } || fail 2 "usage: worker.sh activate WORKSPACE SITE RELEASE"
-    rel="$workspace/$release"
+# Links the worker configs inside release directory DIR and creates what it needs.
+link_configs() {
+    site=$1
+    dir=$2
     data="$workspace/deployment-data"
-    [ -d "$rel" ] || fail 4 "release $rel is not on the worker: the transfer did not complete"
     for file in "$data/sites/common_site_config.workers.json" "$data/sites/$site/site_config.workers.json"; do
         [ -f "$file" ] || fail 4 "$file is missing on the worker: run remote-worker enable on the main server"
     done
-    mkdir -p "$data/sites/$site/private/files" "$data/sites/$site/public/files" "$rel/sites/$site"
-    relink "../../deployment-data/sites/common_site_config.workers.json" "$rel/sites/common_site_config.json"
-    relink "../../../deployment-data/sites/$site/site_config.workers.json" "$rel/sites/$site/site_config.json"
-    relink "$release" "$workspace/frappe-bench"
+    mkdir -p "$data/sites/$site/private/files" "$data/sites/$site/public/files" "$data/config/pids" "$dir/sites/$site"
+    relink "../../deployment-data/sites/common_site_config.workers.json" "$dir/sites/common_site_config.json" || exit 4
+    relink "../../../deployment-data/sites/$site/site_config.workers.json" "$dir/sites/$site/site_config.json" || exit 4
+}
+
+stage_activate() {
+    site=${1:-}
+    release=${2:-}
+    stage=${3:-}
+    { [ -n "$site" ] && [ -n "$release" ] && [ -n "$stage" ]; } || fail 2 "usage: worker.sh stage-activate WORKSPACE SITE RELEASE STAGE"
+    [ -d "$stage" ] || fail 4 "staged release $stage is not on the worker: the transfer did not complete"
+    link_configs "$site" "$stage"
+    live=$(readlink "$workspace/frappe-bench" 2>/dev/null || true)
+    if [ "$release" = "$live" ]; then
+        # The live release cannot be replaced by a rename while it runs: the switch swaps it in.
+        printf 'swap=yes\n'
+        return
+    fi
+    if [ -e "$workspace/$release" ]; then
+        # An older copy of this release that is not live: replaced by the fresh one.
+        mv "$workspace/$release" "$workspace/.fd-old-$release.$$"
+        rm -rf "$workspace/.fd-old-$release.$$"
+    fi
+    mv "$stage" "$workspace/$release"
+    printf 'swap=no\n'
+}
+
+unstage() {
+    stage=${1:-}
+    case ${stage##*/} in
+        .fd-staging-*) rm -rf "$stage" ;;
+        *) fail 2 "not a staging directory: $stage" ;;
+    esac
+    printf 'unstaged=yes\n'
+}
+
+# Stops the project's services gracefully: each running service gets its own wait (bench's own
+# defaults: 1560 s for long-worker, 360 s for other workers), or TIMEOUT when given.
+stop_services() {
+    timeout=${1:--}
+    running=$(running_services) || return 5
+    pids=""
+    for service in $running; do
+        if [ "$timeout" = - ]; then
+            case $service in
+                long-worker) wait_for=1560 ;;
+                *-worker) wait_for=360 ;;
+                *) wait_for=10 ;;
+            esac
+        else
+            wait_for=$timeout
+        fi
+        # shellcheck disable=SC2086
+        compose $all_files stop -t "$wait_for" "$service" >&2 &
+        pids="$pids $!"
+    done
+    status=0
+    for pid in $pids; do wait "$pid" || status=5; done
+    # shellcheck disable=SC2086
+    compose $all_files down --remove-orphans -t 10 >&2 || status=5
+    return $status
+}
+
+# Starts schedule and every worker service, waits SETTLE seconds, and checks all still run.
+start_services() {
+    settle=${1:-0}
+    # shellcheck disable=SC2086
+    workers=$(services_of $worker_files) || return 5
+    # --no-deps: schedule's dependencies (Redis) run on the main server, never here.
+    # shellcheck disable=SC2086 # service names are single words
+    compose $all_files up -d --no-deps schedule $workers >&2 || {
+        printf 'error: docker compose up failed in %s\n' "$site_dir" >&2
+        return 5
+    }
+    up_ms=$(now_ms)
+    [ "$settle" -gt 0 ] 2>/dev/null && sleep "$settle"
+    running=$(running_services)
+    printf 'running=%s\n' "$running"
+    for service in schedule $workers; do
+        case " $running " in
+            *" $service "*) ;;
+            *)
+                printf "error: service %s is not running after start: see 'docker compose logs %s' in %s\n" "$service" "$service" "$site_dir" >&2
+                return 5
+                ;;
+        esac
+    done
+}
+
+# The critical section, run detached by `switch`. Writes key=value facts to stdout (the result
+# file) and its errors to stderr (the log). Never exits early: every path ends with a return code.
+do_switch() {
+    set +e
+    site=$1
+    release=$2
+    stage=$3
+    timeout=$4
+    settle=$5
+    live=$(readlink "$workspace/frappe-bench" 2>/dev/null)
+    printf 'previous=%s\n' "$live"
+    t0=$(now_ms)
+    if ! stop_services "$timeout"; then
+        printf 'error: stopping the worker services failed; starting them again\n' >&2
+        start_services "$settle" >/dev/null
+        return 5
+    fi
+    printf 'stopped_ms=%s\n' "$(now_ms)"
+    if [ "$stage" != - ]; then
+        # Same release name as the live one: swap the directories (two renames).
+        mv "$workspace/$release" "$workspace/.fd-old-$release" && mv "$stage" "$workspace/$release"
+        flipped=$?
+    else
+        relink "$release" "$workspace/frappe-bench"
+        flipped=$?
+    fi
+    if [ $flipped -eq 0 ] && mkdir -p "$workspace/frappe-bench/config/pids" && start_services "$settle"; then
+        printf 'downtime_ms=%s\n' "$((up_ms - t0))"
+        printf 'live=%s\n' "$release"
+        if [ -n "$live" ] && [ "$live" != "$release" ]; then
+            printf 'previous=%s\n' "$live" > "$state/releases"
+        fi
+        rm -rf "$workspace/.fd-old-$release"
+        return 0
+    fi
+    printf 'error: %s did not start; going back to %s\n' "$release" "${live:-nothing}" >&2
+    stop_services 10
+    if [ -z "$live" ]; then
+        printf 'rolled_back=none\n'
+        return 8
+    fi
+    if [ "$stage" != - ]; then
+        if [ -d "$workspace/.fd-old-$release" ]; then
+            rm -rf "$workspace/.fd-failed-$release"
+            mv "$workspace/$release" "$workspace/.fd-failed-$release"
+            mv "$workspace/.fd-old-$release" "$workspace/$release"
+        fi
+    else
+        relink "$live" "$workspace/frappe-bench"
+    fi
+    if start_services "$settle"; then
+        printf 'rolled_back=%s\n' "$live"
+        printf 'downtime_ms=%s\n' "$((up_ms - t0))"
+        return 7
+    fi
+    printf 'rolled_back=failed\n'
+    return 8
+}
+
+switch() {
+    [ $# -eq 5 ] || fail 2 "usage: worker.sh switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE"
+    [ -d "$workspace/$2" ] || fail 4 "release $workspace/$2 is not on the worker"
+    mkdir -p "$state"
+    # Detached from this connection: a dropped link or an interrupted client cannot stop it
+    # between stopping the old services and starting services again.
+    (
+        trap '' HUP INT TERM PIPE
+        do_switch "$@" > "$state/switch.result" 2> "$state/switch.log"
+        echo "exit=$?" >> "$state/switch.result"
+    ) < /dev/null > /dev/null 2>&1 &
+    job=$!
+    printf '%s:%s\n' "$job" "$(proc_start "$job")" > "$state/switch.pid"
+    wait "$job" || true
+    rm -f "$state/switch.pid"
+    grep -v '^exit=' "$state/switch.result" || true
+    code=$(value exit "$state/switch.result")
+    if [ "${code:-8}" != 0 ]; then
+        grep '^error: ' "$state/switch.log" >&2 || true
+        exit "${code:-8}"
+    fi
+}
+
+prune() {
+    keep=${1:-3}
+    [ "$keep" -ge 1 ] 2>/dev/null || fail 2 "keep must be a number of at least 1: $keep"
+    live=$(readlink "$workspace/frappe-bench" 2>/dev/null || true)
+    previous=$(value previous "$state/releases")
+    kept=0
+    pruned=""
+    for release in $(cd "$workspace" && for d in release_*; do [ -d "$d" ] && [ ! -L "$d" ] && echo "$d"; done | sort -r); do
+        kept=$((kept + 1))
+        if [ $kept -le "$keep" ] || [ "$release" = "$live" ] || [ "$release" = "$previous" ]; then
+            continue
+        fi
+        rm -rf "${workspace:?}/$release"
+        pruned="$pruned $release"
+    done
+    printf 'pruned=%s\n' "${pruned# }"
+}
+
+stop() {
+    mkdir -p "$workspace/deployment-data"
+    stop_services "${1:--}" || fail 5 "stopping the worker services failed in $site_dir"
+    printf 'stopped=yes\n'
+}
+
+activate() {
+    site=${1:-}
+    release=${2:-}
+    { [ -n "$site" ] && [ -n "$release" ]; } || fail 2 "usage: worker.sh activate WORKSPACE SITE RELEASE"
+    rel="$workspace/$release"
+    [ -d "$rel" ] || fail 4 "release $rel is not on the worker: the transfer did not complete"
+    link_configs "$site" "$rel"
+    relink "$release" "$workspace/frappe-bench" || exit 4
     mkdir -p "$workspace/frappe-bench/config/pids"
     printf 'live_release=%s\n' "$release"
 }
 
 start() {
-    # shellcheck disable=SC2086
-    workers=$(services_of $worker_files)
-    # --no-deps: schedule's dependencies (Redis) run on the main server, never here.
-    # shellcheck disable=SC2086 # service names are single words
-    compose $all_files up -d --no-deps schedule $workers >&2
-    # shellcheck disable=SC2086
-    running=$(compose $all_files ps --services --status running | tr '\n' ' ' | sed 's/ *$//')
-    printf 'running=%s\n' "$running"
-    for service in schedule $workers; do
-        case " $running " in
-            *" $service "*) ;;
-            *) fail 5 "service $service is not running after start: see 'docker compose logs $service' in $site_dir" ;;
-        esac
-    done
+    start_services "${1:-0}" || exit 5
 }
 
 case $phase in
-    preflight) preflight ;;
-    stop) stop ;;
-    activate) activate ;;
-    start) start ;;
+    preflight) preflight "$@" ;;
+    lock) lock "$@" ;;
+    unlock) unlock "$@" ;;
+    stage-prepare) stage_prepare ;;
+    stage-activate) stage_activate "$@" ;;
+    unstage) unstage "$@" ;;
+    switch) switch "$@" ;;
+    prune) prune "$@" ;;
+    stop) stop "$@" ;;
+    activate) activate "$@" ;;
+    start) start "$@" ;;
     *) fail 2 "unknown phase: $phase" ;;
 esac
