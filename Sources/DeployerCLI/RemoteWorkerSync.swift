@@ -9,31 +9,27 @@ extension RemoteWorker {
             commandName: "sync",
             abstract: "Sync the site's current release and deployment data to a worker and run only worker services there.",
             discussion: """
-                Steps, in order: check the local workspace and the worker; stop the worker's services; \
-                rsync the release, deployment-data and includes (in parallel, over one SSH connection); \
-                link the worker configs (*.workers.json) and point frappe-bench at the release; start \
-                `schedule` and the services of docker-compose.workers.yml. Web, socketio and Redis never \
-                start on a worker.
+                Staged (default): take the worker's lock; transfer the release into a new directory while \
+                the old workers keep running, reusing the worker's previous release for unchanged files; \
+                link the worker configs (*.workers.json) inside it; then switch in seconds: stop the \
+                worker services, point frappe-bench at the new release, start `schedule` and the \
+                services of docker-compose.workers.yml, check they run. If they do not, the switch flips \
+                back and starts the previous release. Old releases beyond --keep-releases are removed.
+
+                --strategy in-place keeps the spec's order (stop, transfer over the live release, link, \
+                start) for workers without room for two releases. Web, socketio and Redis never start \
+                on a worker.
 
                 Settings come from flags, then FRAPPE_DEPLOYER_* environment variables, then the TOML \
                 file given by --config-path, then defaults.
 
-                Exit status: 0 synced; 1 the sync failed on the worker; 2 bad input or configuration \
-                (nothing on the worker was changed); 64 bad command-line usage.
+                Exit status: 0 synced; 1 the sync failed (the message says what the worker runs); 2 bad \
+                input or configuration (nothing on the worker was changed); 3 another sync holds the \
+                worker's lock; 130 interrupted (the worker is left on a complete release); 64 usage.
                 """
         )
 
-        @Argument(help: ArgumentHelp("Name of the site to sync (or site_name in the config file).", valueName: "SITE_NAME"))
-        var siteName: String?
-
-        @Option(name: [.customLong("server"), .customShort("s")], help: "Worker server IP address or domain name.")
-        var server: String?
-
-        @Option(name: [.customLong("ssh-user"), .customShort("u")], help: "SSH user on the worker. (default: frappe)")
-        var sshUser: String?
-
-        @Option(name: [.customLong("ssh-port"), .customShort("p")], help: "SSH port of the worker. (default: 22)")
-        var sshPort: Int?
+        @OptionGroup var options: WorkerOptions
 
         @Option(name: [.customLong("include-dir"), .customShort("d")], help: "Additional directory to sync, relative to the workspace (repeatable).")
         var includeDirs: [String] = []
@@ -44,88 +40,87 @@ extension RemoteWorker {
         @Option(name: .customLong("exclude"), help: "Additional rsync exclude pattern (repeatable).")
         var excludes: [String] = []
 
-        @Option(name: .customLong("benches-path"), help: "The local FM benches root. (default: ~/frappe/sites)")
-        var benchesPath: String?
+        @Option(name: .customLong("strategy"), help: ArgumentHelp("staged or in-place. (default: staged)", valueName: "strategy"))
+        var strategy: String?
 
-        @Option(name: .customLong("workspace-path"), help: "The worker's workspace. (default: /home/SSH_USER/frappe/sites/SITE/workspace)")
-        var workspacePath: String?
+        @Option(name: .customLong("keep-releases"), help: ArgumentHelp("Releases to keep on the worker. (default: 3)", valueName: "count"))
+        var keepReleases: Int?
 
-        @Option(name: .customLong("ssh-config"), help: "An ssh_config file to use instead of ~/.ssh/config (ssh -F).")
-        var sshConfig: String?
-
-        @Flag(name: .customLong("accept-new-host-key"), help: "Trust the worker's host key if none is known yet (never a changed one).")
-        var acceptNewHostKey = false
-
-        @Option(name: .customLong("config-path"), help: "Path to the TOML configuration file.")
-        var configPath: String?
-
-        @Flag(name: [.customLong("verbose"), .customShort("v")], help: "Show rsync's itemized changes, worker output, and failing commands.")
-        var verbose = false
+        @Option(name: .customLong("bwlimit"), help: ArgumentHelp("Bandwidth limit for rsync, in KiB/s.", valueName: "kbps"))
+        var bandwidthLimit: Int?
 
         public init() {}
 
         public func run() async throws {
-            let environment = ProcessInfo.processInfo.environment
             let plan: SyncPlan
             do {
-                plan = try makePlan(environment: environment)
+                plan = try makePlan(environment: ProcessInfo.processInfo.environment)
             } catch {
-                Diagnostics.fail(error, exitCode: 2, verbose: verbose)
+                Diagnostics.fail(error, exitCode: Diagnostics.badInput, verbose: options.verbose)
             }
-            let reporter = TerminalReporter(verbose: verbose)
-            let runner = SyncRunner(runner: SubprocessRunner(), reporter: reporter, verbose: verbose)
+            let interrupt = InterruptSignal()
+            interrupt.install()
+            let runner = SyncRunner(runner: SubprocessRunner(), reporter: TerminalReporter(verbose: options.verbose),
+                                    verbose: options.verbose, interrupt: interrupt)
             do {
-                let report = try await runner.run(plan)
-                print(report.summary())
+                print(try await runner.run(plan).summary())
             } catch {
-                Diagnostics.fail(error, exitCode: 1, verbose: verbose)
+                Diagnostics.fail(error, exitCode: Diagnostics.failed, verbose: options.verbose)
             }
         }
 
         /// Everything local, checked before any connection: config, site, workspace, includes.
         func makePlan(environment: [String: String]) throws -> SyncPlan {
-            var flags = SyncOverrides()
-            flags.siteName = siteName
-            flags.benchesPath = benchesPath
-            flags.worker = RemoteWorkerConfig(
-                server: server, sshUser: sshUser, sshPort: sshPort, workspacePath: workspacePath, sshConfig: sshConfig,
-                includeDirs: includeDirs, includeFiles: includeFiles, excludePatterns: excludes)
-            flags.acceptNewHostKey = acceptNewHostKey
-            flags.verbose = verbose
-            let file = try SettingsResolver.configPath(flag: configPath, environment: environment).map { path throws(ConfigError) in
-                try ConfigFile.load(path: path)
-            }
-            let home = environment["HOME"] ?? NSHomeDirectory()
-            let settings = try SettingsResolver.resolve(flags: flags, environment: environment, file: file, home: home)
-            for warning in settings.warnings {
-                FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+            let settings = try options.settings(environment: environment) { flags in
+                flags.worker.includeDirs = includeDirs
+                flags.worker.includeFiles = includeFiles
+                flags.worker.excludePatterns = excludes
+                flags.worker.strategy = strategy
+                flags.worker.keepReleases = keepReleases
+                flags.worker.bandwidthLimit = bandwidthLimit
             }
             let workspace = try LocalWorkspace.locate(benchesPath: settings.benchesPath, siteName: settings.siteName)
             try workspace.checkWorkerConfigs()
             let worker = settings.workers[0]
             for dir in worker.includeDirs { try workspace.checkInclude(dir, directory: true) }
             for file in worker.includeFiles { try workspace.checkInclude(file, directory: false) }
-            if let config = worker.sshConfig, !FileManager.default.isReadableFile(atPath: config) {
-                throw ConfigError.invalidValue(source: "ssh_config", keyPath: "ssh_config", problem: "\(config) is not a readable file")
-            }
             return SyncPlan.make(workspace: workspace, worker: worker)
         }
     }
-}
 
-/// How the CLI reports a failure: one line (with the worker's state when the failure left it
-/// changed), and with --verbose the failing command and its stderr beneath it.
-enum Diagnostics {
-    static func fail(_ error: any Error, exitCode: Int32, verbose: Bool) -> Never {
-        var message = "error: " + ((error as? LocalizedError)?.errorDescription ?? String(describing: error))
-        var lines: [String] = []
-        if let failure = error as? SyncFailure {
-            if failure.workerState != "unchanged" {
-                message += " (worker left with \(failure.workerState); rerun the sync to finish)"
+    /// `frappe-deployer remote-worker rollback SITE_NAME`.
+    public struct Rollback: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            commandName: "rollback",
+            abstract: "Switch a worker back to its previous release.",
+            discussion: """
+                Takes the worker's lock and switches to the release that was live before the last \
+                switch (or else the newest older release on the worker), the same way a sync switches: \
+                stop, flip frappe-bench, start, check, flip back on failure. Nothing is transferred.
+                Exit status as for sync.
+                """
+        )
+
+        @OptionGroup var options: WorkerOptions
+
+        public init() {}
+
+        public func run() async throws {
+            let settings: SyncSettings
+            do {
+                settings = try options.settings(environment: ProcessInfo.processInfo.environment)
+            } catch {
+                Diagnostics.fail(error, exitCode: Diagnostics.badInput, verbose: options.verbose)
             }
-            if verbose { lines = failure.details.map { "  \($0)" } }
+            let interrupt = InterruptSignal()
+            interrupt.install()
+            let runner = SyncRunner(runner: SubprocessRunner(), reporter: TerminalReporter(verbose: options.verbose),
+                                    verbose: options.verbose, interrupt: interrupt)
+            do {
+                print(try await runner.rollback(site: settings.siteName, worker: settings.workers[0]).summary())
+            } catch {
+                Diagnostics.fail(error, exitCode: Diagnostics.failed, verbose: options.verbose)
+            }
         }
-        FileHandle.standardError.write(Data(([message] + lines).joined(separator: "\n").utf8 + [10]))
-        exit(exitCode)
     }
 }

@@ -11,11 +11,18 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
     public var includeDirs: [String]
     public var includeFiles: [String]
     public var excludePatterns: [String]
+    public var sshOptions: [String]
+    public var strategy: String?
+    public var keepReleases: Int?
+    public var stopTimeout: Int?
+    public var lockWait: Int?
+    public var bandwidthLimit: Int?
 
     public init(
         server: String? = nil, sshUser: String? = nil, sshPort: Int? = nil, workspacePath: String? = nil,
         sshConfig: String? = nil, includeDirs: [String] = [], includeFiles: [String] = [],
-        excludePatterns: [String] = []
+        excludePatterns: [String] = [], sshOptions: [String] = [], strategy: String? = nil, keepReleases: Int? = nil,
+        stopTimeout: Int? = nil, lockWait: Int? = nil, bandwidthLimit: Int? = nil
     ) {
         self.server = server
         self.sshUser = sshUser
@@ -25,6 +32,12 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
         self.includeDirs = includeDirs
         self.includeFiles = includeFiles
         self.excludePatterns = excludePatterns
+        self.sshOptions = sshOptions
+        self.strategy = strategy
+        self.keepReleases = keepReleases
+        self.stopTimeout = stopTimeout
+        self.lockWait = lockWait
+        self.bandwidthLimit = bandwidthLimit
     }
 }
 
@@ -41,7 +54,8 @@ public struct ConfigFile: Sendable, Equatable {
     static let topLevelKeys = ["site_name", "benches_path", "remote_worker"]
     static let workerKeys = [
         "server", "ssh_user", "ssh_port", "workspace_path", "ssh_config",
-        "include_dirs", "include_files", "exclude_patterns",
+        "include_dirs", "include_files", "exclude_patterns", "ssh_options",
+        "strategy", "keep_releases", "stop_timeout", "lock_wait", "bwlimit",
     ]
 
     public init(path: String, siteName: String? = nil, benchesPath: String? = nil, remoteWorkers: [RemoteWorkerConfig] = []) {
@@ -101,7 +115,13 @@ public struct ConfigFile: Sendable, Equatable {
             sshConfig: try reader.string("ssh_config"),
             includeDirs: try reader.strings("include_dirs"),
             includeFiles: try reader.strings("include_files"),
-            excludePatterns: try reader.strings("exclude_patterns")
+            excludePatterns: try reader.strings("exclude_patterns"),
+            sshOptions: try reader.strings("ssh_options"),
+            strategy: try reader.string("strategy"),
+            keepReleases: try reader.int("keep_releases"),
+            stopTimeout: try reader.int("stop_timeout"),
+            lockWait: try reader.int("lock_wait"),
+            bandwidthLimit: try reader.int("bwlimit")
         )
     }
 

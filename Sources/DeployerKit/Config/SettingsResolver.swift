@@ -18,6 +18,11 @@ public enum SettingsResolver {
         ("FRAPPE_DEPLOYER_INCLUDE_DIRS", "remote_worker.include_dirs (comma-separated)"),
         ("FRAPPE_DEPLOYER_INCLUDE_FILES", "remote_worker.include_files (comma-separated)"),
         ("FRAPPE_DEPLOYER_EXCLUDE_PATTERNS", "remote_worker.exclude_patterns (comma-separated)"),
+        ("FRAPPE_DEPLOYER_STRATEGY", "remote_worker.strategy"),
+        ("FRAPPE_DEPLOYER_KEEP_RELEASES", "remote_worker.keep_releases"),
+        ("FRAPPE_DEPLOYER_STOP_TIMEOUT", "remote_worker.stop_timeout"),
+        ("FRAPPE_DEPLOYER_LOCK_WAIT", "remote_worker.lock_wait"),
+        ("FRAPPE_DEPLOYER_BWLIMIT", "remote_worker.bwlimit"),
     ]
 
     /// The config file path named by the environment, if any (flags win over it).
@@ -34,13 +39,14 @@ public enum SettingsResolver {
         func list(_ name: String) -> [String] {
             value(name).map { $0.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } } ?? []
         }
-        var port: Int?
-        if let raw = value("FRAPPE_DEPLOYER_SSH_PORT") {
+        func integer(_ name: String) throws(ConfigError) -> Int? {
+            guard let raw = value(name) else { return nil }
             guard let parsed = Int(raw.trimmed) else {
-                throw .wrongType(source: "environment", keyPath: "FRAPPE_DEPLOYER_SSH_PORT", expected: "an integer", found: "'\(raw)'")
+                throw .wrongType(source: "environment", keyPath: name, expected: "an integer", found: "'\(raw)'")
             }
-            port = parsed
+            return parsed
         }
+        let port = try integer("FRAPPE_DEPLOYER_SSH_PORT")
         // Unknown FRAPPE_DEPLOYER_* variables are most likely typos: said, never silently ignored.
         // A warning, not an error, since other tooling may share the prefix.
         let known = Set(environmentKeys.map(\.variable))
@@ -51,7 +57,9 @@ public enum SettingsResolver {
             server: value("FRAPPE_DEPLOYER_SERVER"), sshUser: value("FRAPPE_DEPLOYER_SSH_USER"), sshPort: port,
             workspacePath: value("FRAPPE_DEPLOYER_WORKSPACE_PATH"), sshConfig: value("FRAPPE_DEPLOYER_SSH_CONFIG"),
             includeDirs: list("FRAPPE_DEPLOYER_INCLUDE_DIRS"), includeFiles: list("FRAPPE_DEPLOYER_INCLUDE_FILES"),
-            excludePatterns: list("FRAPPE_DEPLOYER_EXCLUDE_PATTERNS"))
+            excludePatterns: list("FRAPPE_DEPLOYER_EXCLUDE_PATTERNS"), strategy: value("FRAPPE_DEPLOYER_STRATEGY"),
+            keepReleases: try integer("FRAPPE_DEPLOYER_KEEP_RELEASES"), stopTimeout: try integer("FRAPPE_DEPLOYER_STOP_TIMEOUT"),
+            lockWait: try integer("FRAPPE_DEPLOYER_LOCK_WAIT"), bandwidthLimit: try integer("FRAPPE_DEPLOYER_BWLIMIT"))
         return (value("FRAPPE_DEPLOYER_SITE_NAME"), value("FRAPPE_DEPLOYER_BENCHES_PATH"), worker, warnings)
     }
 
@@ -137,10 +145,38 @@ public enum SettingsResolver {
                 }
             }
         }
-        let worker = WorkerSettings(
+        var worker = WorkerSettings(
             server: server, sshUser: user, sshPort: port, workspacePath: workspace, sshConfig: sshConfig,
             acceptNewHostKey: flags.acceptNewHostKey, includeDirs: includeDirs, includeFiles: includeFiles,
             excludePatterns: excludes)
+
+        if let raw = pick(\.strategy) {
+            guard let strategy = SyncStrategy(rawValue: raw) else {
+                throw .invalidValue(source: origin(\.strategy, flag: "--strategy", variable: "FRAPPE_DEPLOYER_STRATEGY", key: "strategy"),
+                                    keyPath: "strategy", problem: "'\(raw.escapedForMessage)' is not a strategy; use staged or in-place")
+            }
+            worker.strategy = strategy
+        }
+        func count(_ keyPath: KeyPath<RemoteWorkerConfig, Int?>, flag: String, variable: String, key: String, minimum: Int) throws(ConfigError) -> Int? {
+            guard let value = pick(keyPath) else { return nil }
+            guard value >= minimum else {
+                throw .invalidValue(source: origin(keyPath, flag: flag, variable: variable, key: key), keyPath: key,
+                                    problem: "\(value) is below the minimum of \(minimum)")
+            }
+            return value
+        }
+        worker.keepReleases = try count(\.keepReleases, flag: "--keep-releases", variable: "FRAPPE_DEPLOYER_KEEP_RELEASES", key: "keep_releases", minimum: 1) ?? 3
+        worker.stopTimeout = try count(\.stopTimeout, flag: "--stop-timeout", variable: "FRAPPE_DEPLOYER_STOP_TIMEOUT", key: "stop_timeout", minimum: 0)
+        worker.lockWait = try count(\.lockWait, flag: "--lock-wait", variable: "FRAPPE_DEPLOYER_LOCK_WAIT", key: "lock_wait", minimum: 0) ?? 0
+        worker.bandwidthLimit = try count(\.bandwidthLimit, flag: "--bwlimit", variable: "FRAPPE_DEPLOYER_BWLIMIT", key: "bwlimit", minimum: 1)
+        for layer in layers {
+            for option in layer.sshOptions {
+                if let problem = SSHCommand.optionProblem(option) {
+                    throw .invalidValue(source: layer == flags.worker ? "option --ssh-option" : fileSource, keyPath: "ssh_options", problem: problem)
+                }
+                worker.sshOptions.appendUnique(option)
+            }
+        }
         var settings = SyncSettings(siteName: siteName, benchesPath: trimTrailingSlash(benches), workers: [worker], verbose: flags.verbose)
         settings.warnings = env.warnings
         return settings

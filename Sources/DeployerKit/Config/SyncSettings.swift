@@ -16,6 +16,15 @@ public struct SyncSettings: Sendable, Equatable {
     }
 }
 
+/// How a sync replaces the worker's release.
+public enum SyncStrategy: String, Sendable, Equatable, CaseIterable {
+    /// Transfer into a new directory while the old workers run, then switch in seconds (default).
+    case staged
+    /// The spec's literal order: stop, transfer over the live release, link, start. For workers
+    /// without room for two releases; services are down for the whole transfer.
+    case inPlace = "in-place"
+}
+
 /// One worker host and how to reach it.
 public struct WorkerSettings: Sendable, Equatable {
     public var server: String
@@ -32,6 +41,17 @@ public struct WorkerSettings: Sendable, Equatable {
     public var includeFiles: [String]
     /// rsync exclude patterns added to the built-in ones.
     public var excludePatterns: [String]
+    /// Extra `ssh -o` options (placed first, so they win over ssh_config files).
+    public var sshOptions: [String] = []
+    public var strategy: SyncStrategy = .staged
+    /// Releases kept on the worker after a successful switch (the live and previous always are).
+    public var keepReleases = 3
+    /// Seconds each service gets to stop; nil uses bench's waits (long-worker 1560, other workers 360).
+    public var stopTimeout: Int?
+    /// Seconds to wait for another sync's lock before giving up.
+    public var lockWait = 0
+    /// rsync --bwlimit in KiB/s, so a sync cannot saturate the main server's link.
+    public var bandwidthLimit: Int?
 
     public init(
         server: String, sshUser: String = "frappe", sshPort: Int = 22, workspacePath: String,

@@ -16,6 +16,9 @@ public struct SubprocessRunner: CommandRunning {
         var options = PlatformOptions()
         // On cancellation: SIGTERM, then SIGKILL after 5 s, so ssh and rsync can close cleanly.
         options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(5))]
+        // Its own process group: a Ctrl-C at the terminal reaches the tool, which stops its children
+        // at a safe point, instead of killing ssh in the middle of a switch.
+        options.processGroupID = 0
         do {
             let result = try await Subprocess.run(
                 executable, arguments: Arguments(command.arguments), platformOptions: options,

@@ -10,13 +10,21 @@ public struct RsyncTransfer: Sendable, Equatable {
     public var excludes: [String]
     /// `--relative`: keep the source path below the `/./` marker (used for include paths).
     public var relative: Bool
+    /// `--link-dest`: an existing release on the worker whose identical files are hard-linked
+    /// instead of sent (releases are immutable, so sharing their files is safe).
+    public var linkDest: String?
+    /// `--bwlimit` in KiB/s.
+    public var bandwidthLimit: Int?
 
-    public init(name: String, sources: [String], destination: String, excludes: [String], relative: Bool = false) {
+    public init(name: String, sources: [String], destination: String, excludes: [String], relative: Bool = false,
+                linkDest: String? = nil, bandwidthLimit: Int? = nil) {
         self.name = name
         self.sources = sources
         self.destination = destination
         self.excludes = excludes
         self.relative = relative
+        self.linkDest = linkDest
+        self.bandwidthLimit = bandwidthLimit
     }
 }
 
@@ -28,6 +36,8 @@ public enum RsyncCommand {
     public static func arguments(_ transfer: RsyncTransfer, endpoint: SSHEndpoint, shell: String, verbose: Bool) -> [String] {
         var arguments = ["--archive", "--compress", "--checksum", "--delete", "--protect-args", "--stats", "-e", shell]
         if transfer.relative { arguments.append("--relative") }
+        if let base = transfer.linkDest { arguments.append("--link-dest=\(base)") }
+        if let limit = transfer.bandwidthLimit { arguments.append("--bwlimit=\(limit)") }
         if verbose { arguments.append("--out-format=%i %n%L") }
         arguments += transfer.excludes.map { "--exclude=\($0)" }
         arguments.append("--")

@@ -8,6 +8,8 @@ public struct SSHEndpoint: Sendable, Equatable {
     public var acceptNewHostKey: Bool
     /// The control socket every command of one sync shares (a private, short path).
     public var controlPath: String
+    /// Extra `-o` options from the operator.
+    public var options: [String]
 
     public init(worker: WorkerSettings, controlPath: String) {
         self.host = worker.server
@@ -16,6 +18,7 @@ public struct SSHEndpoint: Sendable, Equatable {
         self.configFile = worker.sshConfig
         self.acceptNewHostKey = worker.acceptNewHostKey
         self.controlPath = controlPath
+        self.options = worker.sshOptions
     }
 
     public var destination: String { "\(user)@\(host)" }
@@ -28,6 +31,8 @@ public enum SSHCommand {
     public static func commonOptions(_ endpoint: SSHEndpoint) -> [String] {
         var options: [String] = []
         if let config = endpoint.configFile { options += ["-F", config] }
+        // The operator's own options come first: for ssh the first value given wins.
+        options += endpoint.options.flatMap { ["-o", $0] }
         options += [
             "-p", String(endpoint.port),
             "-o", "BatchMode=yes",
@@ -40,11 +45,32 @@ public enum SSHCommand {
         return options
     }
 
+    /// Options the tool relies on for safety or for its one shared connection; never overridable.
+    static let reservedOptions: Set<String> = ["stricthostkeychecking", "batchmode", "controlmaster", "controlpath", "controlpersist"]
+
+    /// Why an operator's `-o` option cannot be used, or nil.
+    public static func optionProblem(_ option: String) -> String? {
+        guard let equals = option.firstIndex(of: "="), equals != option.startIndex else {
+            return "'\(option.escapedForMessage)' is not of the form Key=Value (as ssh -o takes it)"
+        }
+        let key = option[..<equals].lowercased()
+        if key.contains(where: { !$0.isLetter }) { return "'\(option.escapedForMessage)' does not start with an ssh option name" }
+        if reservedOptions.contains(key) {
+            return "\(option[..<equals]) is set by frappe-deployer itself (host keys are always checked; use --accept-new-host-key to trust a new one)"
+        }
+        if option.unicodeScalars.contains(where: { $0.value < 0x20 }) { return "'\(option.escapedForMessage)' contains a control character" }
+        return nil
+    }
+
+    /// How long an unused master connection outlives its last command: a killed sync leaves none
+    /// behind for longer (and its worker lock is known dead from then on).
+    public static let controlPersistSeconds = 15
+
     /// Opens the master connection and backgrounds it once authenticated (`-f -N`). It closes by
-    /// itself after 60 s without use, so even a killed sync leaves no connection behind for long.
+    /// itself after `controlPersistSeconds` without use, so a killed sync leaves no connection behind.
     public static func openMaster(_ endpoint: SSHEndpoint) -> Command {
         Command("ssh", commonOptions(endpoint) + [
-            "-o", "ControlMaster=yes", "-o", "ControlPersist=60", "-f", "-N",
+            "-o", "ControlMaster=yes", "-o", "ControlPersist=\(controlPersistSeconds)", "-f", "-N",
             "-l", endpoint.user, "--", endpoint.host,
         ])
     }
@@ -60,6 +86,11 @@ public enum SSHCommand {
     /// Runs a shipped script on the worker: `sh -s -- ARGS` with the script on standard input.
     public static func script(_ endpoint: SSHEndpoint, _ script: RemoteScript, _ arguments: [String]) -> Command {
         remote(endpoint, ["sh", "-s", "--"] + arguments, standardInput: script.text)
+    }
+
+    /// Asks whether the master is running.
+    public static func checkMaster(_ endpoint: SSHEndpoint) -> Command {
+        Command("ssh", commonOptions(endpoint) + ["-O", "check", "-l", endpoint.user, "--", endpoint.host])
     }
 
     /// Asks the master to exit.

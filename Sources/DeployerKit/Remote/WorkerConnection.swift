@@ -31,10 +31,16 @@ public struct WorkerConnection: Sendable {
     /// script's own `error:` line.
     public func run(_ script: RemoteScript, step: String, arguments: [String],
                     onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> [String: String] {
-        let command = SSHCommand.script(endpoint, script, arguments)
-        let output = try await runner.run(command, onLine: onLine)
+        let (command, output) = try await runPhase(script, arguments: arguments, onLine: onLine)
         guard output.succeeded else { throw failure(step: step, command: command, output: output) }
         return Self.facts(output.standardOutput)
+    }
+
+    /// Runs one phase and returns how it ended, whatever its exit code.
+    public func runPhase(_ script: RemoteScript, arguments: [String],
+                         onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> (Command, CommandOutput) {
+        let command = SSHCommand.script(endpoint, script, arguments)
+        return (command, try await runner.run(command, onLine: onLine))
     }
 
     /// Runs one rsync transfer over the master connection.
@@ -54,27 +60,43 @@ public struct WorkerConnection: Sendable {
         return TransferStats.parse(output.standardOutput)
     }
 
+    /// Whether the master connection still stands. Cleanup after a lost connection is skipped
+    /// rather than waiting on a dead link (the next sync cleans up instead).
+    public func isAlive() async -> Bool {
+        (try? await runner.run(SSHCommand.checkMaster(endpoint)))?.succeeded ?? false
+    }
+
     /// Closes the master connection and removes its socket directory; safe to call on any path out.
     public func close() async {
         _ = try? await runner.run(SSHCommand.closeMaster(endpoint))
         try? FileManager.default.removeItem(atPath: controlDirectory)
     }
 
-    func failure(step: String, command: Command, output: CommandOutput) -> RemoteError {
+    public func failure(step: String, command: Command, output: CommandOutput) -> RemoteError {
         if output.exitCode == 255, command.executable == "ssh" {
             // ssh's own failure (the master went away, the link dropped), not the script's.
             let classified = RemoteError.classifyConnection(output, endpoint: endpoint, command: command)
             if case .failed = classified {} else { return classified }
         }
         let reason = output.standardErrorTail.last(where: { $0.hasPrefix("error: ") }).map { String($0.dropFirst(7)) }
+            ?? (command.executable == "rsync" ? Self.rsyncCause(output.standardErrorTail) : nil)
             ?? output.standardErrorTail.last(where: { !$0.trimmed.isEmpty })?.strippingSSHPrefix
             ?? "exited with status \(output.exitCode)"
         return .failed(step: step, host: endpoint.host, message: reason, command: command.description,
                        exitCode: output.exitCode, standardErrorTail: output.standardErrorTail)
     }
 
+    /// The line that says why rsync failed: the receiving side's own error (a full disk, a
+    /// permission) rather than the sender's consequence ("Broken pipe") or the closing summary.
+    static func rsyncCause(_ lines: [String]) -> String? {
+        let errors = lines.filter { $0.hasPrefix("rsync: ") }
+        return errors.first { $0.contains("[receiver]") || $0.contains("[generator]") || $0.contains("No space left") }
+            ?? errors.first { !$0.contains("Broken pipe") }
+            ?? errors.first
+    }
+
     /// `key=value` lines printed by a script phase.
-    static func facts(_ output: String) -> [String: String] {
+    public static func facts(_ output: String) -> [String: String] {
         var facts: [String: String] = [:]
         for line in output.split(separator: "\n") {
             guard let equals = line.firstIndex(of: "=") else { continue }

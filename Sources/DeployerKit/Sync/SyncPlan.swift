@@ -1,12 +1,17 @@
-/// The steps of a sync, in the spec's order.
+import Foundation
+
+/// The steps of a sync and of a rollback.
 public enum SyncStep: String, Sendable, CaseIterable {
     case validate = "validate"
     case connect = "connect"
     case preflight = "check worker"
+    case stage = "stage"
     case stopServices = "stop services"
     case transfer = "transfer"
     case link = "link configs"
+    case switchRelease = "switch"
     case startServices = "start services"
+    case prune = "prune"
 }
 
 /// What a sync to one worker will do, decided before anything runs; printing it changes nothing.
@@ -14,39 +19,67 @@ public struct SyncPlan: Sendable, Equatable {
     public var site: String
     public var workspace: LocalWorkspace
     public var worker: WorkerSettings
-    /// Independent trees, transferred in parallel.
-    public var transfers: [RsyncTransfer]
+    /// Names this sync on the worker (its lock and its staging directory).
+    public var token: String
 
     public var release: String { workspace.releaseName }
+    public var strategy: SyncStrategy { worker.strategy }
+    /// Where a staged sync transfers the release before it goes live.
+    public var stagingPath: String { "\(worker.workspacePath)/.fd-staging-\(release)-\(token)" }
 
     /// Builds the plan for one worker from checked settings and a located workspace.
-    public static func make(workspace: LocalWorkspace, worker: WorkerSettings) -> SyncPlan {
+    public static func make(workspace: LocalWorkspace, worker: WorkerSettings, token: String = SyncPlan.newToken()) -> SyncPlan {
+        SyncPlan(site: workspace.siteName, workspace: workspace, worker: worker, token: token)
+    }
+
+    /// A short random name: enough to tell concurrent syncs apart.
+    public static func newToken() -> String {
+        String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased())
+    }
+
+    /// The trees to transfer, in parallel. Staged: the release goes to a new staging directory,
+    /// hard-linking unchanged files from `base` (a release already on the worker). In place: the
+    /// release is rewritten where it is.
+    public func transfers(base: String?) -> [RsyncTransfer] {
         let remote = worker.workspacePath
         let userExcludes = worker.excludePatterns
+        let limit = worker.bandwidthLimit
+        let releaseTransfer: RsyncTransfer
+        switch strategy {
+        case .staged:
+            releaseTransfer = RsyncTransfer(
+                name: "release", sources: [workspace.releasePath + "/"], destination: stagingPath + "/",
+                excludes: ExcludeRules.release(site: site) + userExcludes,
+                linkDest: base.map { "\(remote)/\($0)" }, bandwidthLimit: limit)
+        case .inPlace:
+            releaseTransfer = RsyncTransfer(
+                name: "release", sources: [workspace.releasePath + "/"], destination: "\(remote)/\(release)/",
+                excludes: ExcludeRules.release(site: site) + userExcludes, bandwidthLimit: limit)
+        }
         var transfers = [
-            RsyncTransfer(
-                name: "release", sources: [workspace.releasePath + "/"],
-                destination: "\(remote)/\(workspace.releaseName)/",
-                excludes: ExcludeRules.release(site: workspace.siteName) + userExcludes),
+            releaseTransfer,
             RsyncTransfer(
                 name: "deployment-data", sources: [workspace.deploymentDataPath + "/"],
                 destination: "\(remote)/deployment-data/",
-                excludes: ExcludeRules.deploymentData + userExcludes),
+                excludes: ExcludeRules.deploymentData + userExcludes, bandwidthLimit: limit),
         ]
         // Include dirs and files go in one --relative run: each keeps its path below the workspace,
         // and --delete reaches only into the included directories.
-        let includes = worker.includeDirs.map { "\(workspace.path)/./\($0)" } + worker.includeFiles.map { "\(workspace.path)/./\($0)" }
+        let includes = (worker.includeDirs + worker.includeFiles).map { "\(workspace.path)/./\($0)" }
         if !includes.isEmpty {
             transfers.append(RsyncTransfer(
                 name: "includes", sources: includes, destination: "\(remote)/",
-                excludes: ExcludeRules.everywhere + userExcludes, relative: true))
+                excludes: ExcludeRules.everywhere + userExcludes, relative: true, bandwidthLimit: limit))
         }
-        return SyncPlan(site: workspace.siteName, workspace: workspace, worker: worker, transfers: transfers)
+        return transfers
     }
 
-    /// Arguments of the worker script's phases.
-    var preflightArguments: [String] { ["preflight", worker.workspacePath, site] }
-    var stopArguments: [String] { ["stop", worker.workspacePath] }
-    var activateArguments: [String] { ["activate", worker.workspacePath, site, release] }
-    var startArguments: [String] { ["start", worker.workspacePath] }
+    /// The release on the worker to hard-link from: the live one, else the newest present.
+    public static func linkBase(current: String?, releases: [String]) -> String? {
+        if let current, !current.isEmpty, releases.contains(current) { return current }
+        return releases.sorted().last
+    }
+
+    /// `stop_timeout` as the worker script takes it ("-" for bench's per-service waits).
+    var stopTimeoutArgument: String { worker.stopTimeout.map(String.init) ?? "-" }
 }

@@ -5,10 +5,25 @@ public struct SyncReport: Sendable, Equatable {
     public var site: String
     public var destination: String
     public var release: String
+    public var strategy: SyncStrategy
     public var previousRelease: String?
-    public var stepSeconds: [(step: SyncStep, seconds: Double)]
-    public var transfers: [(name: String, stats: TransferStats)]
-    public var runningServices: [String]
+    public var stepSeconds: [(step: SyncStep, seconds: Double)] = []
+    public var transfers: [(name: String, stats: TransferStats)] = []
+    public var runningServices: [String] = []
+    /// Worker services down: from stopping them to all running again.
+    public var downtimeSeconds: Double?
+    /// Releases removed by retention.
+    public var pruned: [String] = []
+    /// A rollback switches without transferring.
+    public var isRollback = false
+
+    public init(site: String, destination: String, release: String, strategy: SyncStrategy, previousRelease: String? = nil) {
+        self.site = site
+        self.destination = destination
+        self.release = release
+        self.strategy = strategy
+        self.previousRelease = previousRelease
+    }
 
     public var totalSeconds: Double { stepSeconds.reduce(0) { $0 + $1.seconds } }
     public var totals: TransferStats { transfers.reduce(TransferStats()) { $0 + $1.stats } }
@@ -19,6 +34,7 @@ public struct SyncReport: Sendable, Equatable {
             && lhs.stepSeconds.map(\.step) == rhs.stepSeconds.map(\.step)
             && lhs.transfers.map(\.name) == rhs.transfers.map(\.name)
             && lhs.transfers.map(\.stats) == rhs.transfers.map(\.stats)
+            && lhs.strategy == rhs.strategy && lhs.pruned == rhs.pruned && lhs.downtimeSeconds == rhs.downtimeSeconds
     }
 
     /// The summary printed on standard output at the end of a sync.
@@ -29,15 +45,20 @@ public struct SyncReport: Sendable, Equatable {
         case release: was = " (resynced)"
         case let previous?: was = " (was \(previous))"
         }
-        var lines = ["synced \(site) to \(destination): \(release) is live\(was)"]
+        var lines = [isRollback ? "rolled back \(site) on \(destination): \(release) is live\(was)"
+                                : "synced \(site) to \(destination): \(release) is live\(was)"]
         lines.append("services running: \(runningServices.joined(separator: ", "))")
+        if let downtimeSeconds {
+            lines.append("downtime: \(String(format: "%.2f", downtimeSeconds)) s (\(strategy.rawValue); services stopped until running again)")
+        }
+        if !pruned.isEmpty { lines.append("pruned: \(pruned.joined(separator: ", "))") }
         for (name, stats) in transfers {
             lines.append("  \(name.padded(16)) \(stats.regularFilesTransferred) files updated, \(stats.deletedFiles) deleted, "
                 + "\(ByteCount.format(stats.bytesSent)) sent, \(ByteCount.format(stats.bytesReceived)) received "
                 + "(\(stats.files) entries, \(ByteCount.format(stats.totalFileSize)))")
         }
         let total = totals
-        lines.append("  \("transferred".padded(16)) \(total.regularFilesTransferred) files, \(ByteCount.format(total.bytesSent)) sent")
+        if !transfers.isEmpty { lines.append("  \("transferred".padded(16)) \(total.regularFilesTransferred) files, \(ByteCount.format(total.bytesSent)) sent") }
         for (step, seconds) in stepSeconds {
             lines.append("  \(step.rawValue.padded(16)) \(String(format: "%7.2f s", seconds))")
         }

@@ -1,109 +1,192 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// A sync failed at one step on one worker.
-public struct SyncFailure: Error, LocalizedError {
-    public var step: SyncStep
-    public var host: String
-    public var underlying: any Error
-    /// What state the worker was left in, for the operator.
-    public var workerState: String
-
-    public var errorDescription: String? {
-        let reason = (underlying as? LocalizedError)?.errorDescription ?? String(describing: underlying)
-        return reason
-    }
-
-    /// The failing command and the tail of its standard error (shown with --verbose).
-    public var details: [String] {
-        ((underlying as? RemoteError)?.details ?? []) + ["worker state: \(workerState)"]
-    }
-}
-
-/// Runs a `SyncPlan` against its worker in the spec's order: stop, transfer, link, start.
+/// Runs a `SyncPlan` (or a rollback) against its worker.
+///
+/// Staged (default): lock, check, stage the release into a new directory while the old workers
+/// run, link its worker configs, then switch in seconds (stop, flip `frappe-bench`, start, check;
+/// flip back on failure), prune old releases, unlock. In place: the spec's order under the lock.
 public struct SyncRunner: Sendable {
     let runner: any CommandRunning
     let reporter: any SyncReporting
     let verbose: Bool
+    let interrupt: InterruptSignal?
+    /// Seconds services must stay up after a start before they count as running.
+    public static let settleSeconds = 2
 
-    public init(runner: any CommandRunning, reporter: any SyncReporting, verbose: Bool) {
+    public init(runner: any CommandRunning, reporter: any SyncReporting, verbose: Bool, interrupt: InterruptSignal? = nil) {
         self.runner = runner
         self.reporter = reporter
         self.verbose = verbose
+        self.interrupt = interrupt
     }
 
     public func run(_ plan: SyncPlan) async throws -> SyncReport {
-        let host = plan.worker.server
         let script = try RemoteScript.worker()
-        var report = SyncReport(site: plan.site, destination: plan.worker.destination, release: plan.release,
-                                previousRelease: nil, stepSeconds: [], transfers: [], runningServices: [])
+        let operation = Operation(worker: plan.worker, reporter: reporter, runner: self,
+                                  report: SyncReport(site: plan.site, destination: plan.worker.destination, release: plan.release, strategy: plan.strategy))
         reporter.report(.started(site: plan.site, release: plan.release, destination: plan.worker.destination,
                                  workspace: plan.worker.workspacePath))
-        // What the worker holds, as the steps move it: reported if a step fails.
-        var workerState = "unchanged"
+        return try await operation.locked(script: script, token: plan.token, site: plan.site) { connection, facts in
+            operation.report.previousRelease = facts["current_release"]
+            switch plan.strategy {
+            case .staged: try await stagedSync(plan, connection: connection, script: script, facts: facts, operation: operation)
+            case .inPlace: try await inPlaceSync(plan, connection: connection, script: script, operation: operation)
+            }
+        }
+    }
 
-        func step<T>(_ step: SyncStep, detail: String = "", _ body: () async throws -> (T, String)) async throws -> T {
-            reporter.report(.stepStarted(step, host: host, detail: detail))
-            let start = ContinuousClock.now
+    /// Switches the worker to its previous release (the one live before the last switch).
+    public func rollback(site: String, worker: WorkerSettings) async throws -> SyncReport {
+        let script = try RemoteScript.worker()
+        let operation = Operation(worker: worker, reporter: reporter, runner: self,
+                                  report: SyncReport(site: site, destination: worker.destination, release: "", strategy: .staged))
+        operation.report.isRollback = true
+        return try await operation.locked(script: script, token: SyncPlan.newToken(), site: site) { connection, facts in
+            let live = facts["current_release"] ?? ""
+            let releases = (facts["releases"] ?? "").split(separator: " ").map(String.init)
+            let recorded = facts["previous_release"].flatMap { releases.contains($0) && $0 != live ? $0 : nil }
+            guard let target = recorded ?? releases.filter({ $0 < live }).sorted().last else {
+                throw SyncFailure(step: .preflight, host: worker.server, underlying: SyncError.noPreviousRelease(host: worker.server, live: live),
+                                  workerState: "unchanged")
+            }
+            operation.report.release = target
+            operation.report.previousRelease = live
+            try await switchRelease(site: site, release: target, stage: nil, worker: worker, connection: connection, script: script, operation: operation)
+        }
+    }
+
+    // MARK: - Strategies
+
+    func stagedSync(_ plan: SyncPlan, connection: WorkerConnection, script: RemoteScript, facts: [String: String], operation: Operation) async throws {
+        let releases = (facts["releases"] ?? "").split(separator: " ").map(String.init)
+        let base = SyncPlan.linkBase(current: facts["current_release"], releases: releases)
+        let transfers = plan.transfers(base: base)
+        let ws = plan.worker.workspacePath
+
+        operation.report.transfers = try await operation.step(.stage, detail: "\(plan.release) beside the running release" + (base.map { ", reusing \($0)" } ?? "")) {
+            operation.workerState = "unchanged: the old release still runs"
             do {
-                let (value, finished) = try await body()
-                let seconds = (ContinuousClock.now - start).seconds
-                report.stepSeconds.append((step, seconds))
-                reporter.report(.stepFinished(step, host: host, seconds: seconds, detail: finished))
-                return value
-            } catch {
-                reporter.report(.stepFailed(step, host: host, seconds: (ContinuousClock.now - start).seconds))
-                throw SyncFailure(step: step, host: host, underlying: error, workerState: workerState)
-            }
-        }
-
-        let connection = try await step(.connect, detail: "\(plan.worker.destination) port \(plan.worker.sshPort)") {
-            (try await WorkerConnection.open(worker: plan.worker, runner: runner), "one connection, shared by every step")
-        }
-        do {
-            let onLine = verbose ? outputForwarder(host: host) : nil
-            let facts = try await step(.preflight, detail: plan.worker.siteDirectory) {
-                let facts = try await connection.run(script, step: SyncStep.preflight.rawValue, arguments: plan.preflightArguments, onLine: onLine)
-                let current = facts["current_release"].flatMap { $0.isEmpty ? nil : $0 }
-                return (facts, "workers: \(facts["worker_services"] ?? "?"); live: \(current ?? "none yet")")
-            }
-            report.previousRelease = facts["current_release"]
-            try await step(.stopServices) {
-                workerState = "services stopped, files unchanged"
-                _ = try await connection.run(script, step: SyncStep.stopServices.rawValue, arguments: plan.stopArguments, onLine: onLine)
-                return ((), "all services of the site's compose project are down")
-            }
-            report.transfers = try await step(.transfer, detail: plan.transfers.map(\.name).joined(separator: ", ")) {
-                workerState = "services stopped, files partly transferred"
-                let results = try await transferAll(plan, connection: connection)
+                _ = try await connection.run(script, step: SyncStep.stage.rawValue, arguments: ["stage-prepare", ws], onLine: operation.onLine)
+                let results = try await transferCancellable(transfers, connection: connection)
                 let total = results.reduce(TransferStats()) { $0 + $1.stats }
                 return (results, "\(total.regularFilesTransferred) files, \(ByteCount.format(total.bytesSent)) sent")
+            } catch {
+                if await connection.isAlive() {
+                    _ = try? await connection.run(script, step: "unstage", arguments: ["unstage", ws, plan.stagingPath])
+                }
+                operation.workerState = "unchanged: the old release still runs (deployment-data and includes may be updated)"
+                if let signal = interrupt?.received { throw SyncError.interrupted(signal: signal, state: "staging stopped; the old release still runs") }
+                throw error
             }
-            workerState = "services stopped, files of \(plan.release) transferred"
-            try await step(.link, detail: plan.release) {
-                _ = try await connection.run(script, step: SyncStep.link.rawValue, arguments: plan.activateArguments, onLine: onLine)
-                workerState = "services stopped, frappe-bench -> \(plan.release) with worker configs"
-                return ((), "frappe-bench -> \(plan.release); worker configs linked")
-            }
-            report.runningServices = try await step(.startServices) {
-                let facts = try await connection.run(script, step: SyncStep.startServices.rawValue, arguments: plan.startArguments, onLine: onLine)
-                let running = (facts["running"] ?? "").split(separator: " ").map(String.init).sorted()
-                return (running, running.joined(separator: ", "))
-            }
-        } catch {
-            await connection.close()
-            throw error
         }
-        await connection.close()
-        return report
+        let swap = try await operation.step(.link, detail: plan.release) {
+            let facts = try await connection.run(script, step: SyncStep.link.rawValue,
+                                                 arguments: ["stage-activate", ws, plan.site, plan.release, plan.stagingPath], onLine: operation.onLine)
+            let swap = facts["swap"] == "yes"
+            return (swap, swap ? "worker configs linked; the live release will be swapped" : "worker configs linked; \(plan.release) ready")
+        }
+        operation.workerState = "unchanged: the old release still runs; \(plan.release) is staged"
+        if let signal = interrupt?.received {
+            if swap { _ = try? await connection.run(script, step: "unstage", arguments: ["unstage", ws, plan.stagingPath]) }
+            throw operation.fail(.link, SyncError.interrupted(signal: signal, state: "stopped before the switch; the old release still runs"))
+        }
+        try await switchRelease(site: plan.site, release: plan.release, stage: swap ? plan.stagingPath : nil, worker: plan.worker,
+                                connection: connection, script: script, operation: operation)
+        operation.report.pruned = try await operation.step(.prune, detail: "keep \(plan.worker.keepReleases)") {
+            let facts = try await connection.run(script, step: SyncStep.prune.rawValue,
+                                                 arguments: ["prune", ws, String(plan.worker.keepReleases)], onLine: operation.onLine)
+            let pruned = Self.services(facts["pruned"])
+            return (pruned, pruned.isEmpty ? "nothing to remove" : "removed \(pruned.joined(separator: ", "))")
+        }
+    }
+
+    func inPlaceSync(_ plan: SyncPlan, connection: WorkerConnection, script: RemoteScript, operation: Operation) async throws {
+        let ws = plan.worker.workspacePath
+        if let signal = interrupt?.received {
+            throw operation.fail(.preflight, SyncError.interrupted(signal: signal, state: "stopped before any change"))
+        }
+        // From here an in-place sync is not interrupted: stopping half-way would leave a mixed release.
+        let stopStarted = ContinuousClock.now
+        try await operation.step(.stopServices) {
+            operation.workerState = "services stopping, files unchanged"
+            _ = try await connection.run(script, step: SyncStep.stopServices.rawValue, arguments: ["stop", ws, plan.stopTimeoutArgument], onLine: operation.onLine)
+            operation.workerState = "services stopped, files unchanged"
+            return ((), "all services of the site's compose project are down")
+        }
+        operation.report.transfers = try await operation.step(.transfer, detail: "in place, services down") {
+            operation.workerState = "services stopped, files partly transferred"
+            let results = try await transferAll(plan.transfers(base: nil), connection: connection)
+            let total = results.reduce(TransferStats()) { $0 + $1.stats }
+            return (results, "\(total.regularFilesTransferred) files, \(ByteCount.format(total.bytesSent)) sent")
+        }
+        operation.workerState = "services stopped, files of \(plan.release) transferred"
+        try await operation.step(.link, detail: plan.release) {
+            _ = try await connection.run(script, step: SyncStep.link.rawValue, arguments: ["activate", ws, plan.site, plan.release], onLine: operation.onLine)
+            operation.workerState = "services stopped, frappe-bench -> \(plan.release) with worker configs"
+            return ((), "frappe-bench -> \(plan.release); worker configs linked")
+        }
+        operation.report.runningServices = try await operation.step(.startServices) {
+            let facts = try await connection.run(script, step: SyncStep.startServices.rawValue,
+                                                 arguments: ["start", ws, String(Self.settleSeconds)], onLine: operation.onLine)
+            operation.report.downtimeSeconds = (ContinuousClock.now - stopStarted).seconds - Double(Self.settleSeconds)
+            let running = Self.services(facts["running"])
+            return (running, running.joined(separator: ", "))
+        }
+    }
+
+    /// The critical section, run by the worker as one detached job that undoes itself on failure.
+    /// An interrupt arriving now is handled after it: the switch is seconds long and never split.
+    func switchRelease(site: String, release: String, stage: String?, worker: WorkerSettings, connection: WorkerConnection,
+                       script: RemoteScript, operation: Operation) async throws {
+        let ws = worker.workspacePath
+        let arguments = ["switch", ws, site, release, stage ?? "-", worker.stopTimeout.map(String.init) ?? "-", String(Self.settleSeconds)]
+        operation.workerState = "switching to \(release)"
+        let facts = try await operation.step(.switchRelease, detail: "stop, flip frappe-bench -> \(release), start") {
+            let (command, output) = try await connection.runPhase(script, arguments: arguments, onLine: operation.onLine)
+            let facts = WorkerConnection.facts(output.standardOutput)
+            if let downtime = facts["downtime_ms"].flatMap(Double.init) { operation.report.downtimeSeconds = downtime / 1000 }
+            let reason = output.standardErrorTail.last { $0.hasPrefix("error: ") && !$0.contains("going back") }.map { String($0.dropFirst(7)) }
+                ?? "exit \(output.exitCode)"
+            switch output.exitCode {
+            case 0:
+                return (facts, "downtime \(String(format: "%.2f", operation.report.downtimeSeconds ?? 0)) s")
+            case 7:
+                operation.workerState = "rolled back: \(facts["rolled_back"] ?? "the previous release") runs again"
+                throw SyncError.rolledBack(host: worker.server, release: release, previous: facts["rolled_back"] ?? "the previous release", reason: reason)
+            case 8:
+                operation.workerState = "services stopped"
+                throw SyncError.switchFailed(host: worker.server, release: release, reason: reason)
+            default:
+                if output.exitCode != 5 { operation.workerState = "unknown: the switch's outcome was not reported; check \(worker.siteDirectory)/.frappe-deployer/switch.log" }
+                throw connection.failure(step: SyncStep.switchRelease.rawValue, command: command, output: output)
+            }
+        }
+        operation.workerState = "\(release) runs"
+        operation.report.runningServices = Self.services(facts["running"])
+        if let signal = interrupt?.received {
+            throw operation.fail(.switchRelease, SyncError.interrupted(signal: signal, state: "the switch completed first: \(release) runs"))
+        }
+    }
+
+    // MARK: - Transfers
+
+    /// Transfers that stop (their rsyncs are terminated) when an interrupt arrives.
+    func transferCancellable(_ transfers: [RsyncTransfer], connection: WorkerConnection) async throws -> [(name: String, stats: TransferStats)] {
+        let task = Task { try await transferAll(transfers, connection: connection) }
+        interrupt?.onRaise { _ in task.cancel() }
+        return try await task.value
     }
 
     /// The independent trees go in parallel over the one master connection.
-    func transferAll(_ plan: SyncPlan, connection: WorkerConnection) async throws -> [(name: String, stats: TransferStats)] {
+    func transferAll(_ transfers: [RsyncTransfer], connection: WorkerConnection) async throws -> [(name: String, stats: TransferStats)] {
         let verbose = self.verbose
-        var stats = [TransferStats](repeating: TransferStats(), count: plan.transfers.count)
+        var stats = [TransferStats](repeating: TransferStats(), count: transfers.count)
         try await withThrowingTaskGroup(of: (Int, TransferStats).self) { group in
-            for (index, transfer) in plan.transfers.enumerated() {
-                let onLine = verbose ? rsyncForwarder(host: plan.worker.server, tree: transfer.name) : nil
+            for (index, transfer) in transfers.enumerated() {
+                let onLine = verbose ? rsyncForwarder(host: connection.endpoint.host, tree: transfer.name) : nil
                 group.addTask {
                     let result = try await connection.transfer(transfer, verbose: verbose, onLine: onLine)
                     return (index, result)
@@ -111,7 +194,8 @@ public struct SyncRunner: Sendable {
             }
             for try await (index, result) in group { stats[index] = result }
         }
-        return zip(plan.transfers, stats).map { (name: $0.name, stats: $1) }
+        try Task.checkCancellation()
+        return zip(transfers, stats).map { (name: $0.name, stats: $1) }
     }
 
     /// Forwards rsync's itemized changes and errors; its --stats block goes to the report instead.
@@ -124,10 +208,85 @@ public struct SyncRunner: Sendable {
         }
     }
 
-    func outputForwarder(host: String) -> @Sendable (OutputStream, String) -> Void {
-        { [reporter] _, line in
+    /// The words of a space-separated fact, sorted.
+    static func services(_ line: String?) -> [String] {
+        (line ?? "").split(separator: " ").map(String.init).sorted()
+    }
+}
+
+/// One operation on one worker: times its steps, tracks what the worker holds, owns the lock.
+final class Operation {
+    let worker: WorkerSettings
+    let reporter: any SyncReporting
+    let runner: SyncRunner
+    var report: SyncReport
+    /// What the worker holds as the steps move it: reported if a step fails.
+    var workerState = "unchanged"
+
+    init(worker: WorkerSettings, reporter: any SyncReporting, runner: SyncRunner, report: SyncReport) {
+        self.worker = worker
+        self.reporter = reporter
+        self.runner = runner
+        self.report = report
+    }
+
+    var host: String { worker.server }
+
+    var onLine: (@Sendable (OutputStream, String) -> Void)? {
+        guard runner.verbose else { return nil }
+        return { [reporter, host] _, line in
             if !line.trimmed.isEmpty { reporter.report(.output(host: host, source: "worker", line: line)) }
         }
+    }
+
+    func step<T>(_ step: SyncStep, detail: String = "", _ body: () async throws -> (T, String)) async throws -> T {
+        reporter.report(.stepStarted(step, host: host, detail: detail))
+        let start = ContinuousClock.now
+        do {
+            let (value, finished) = try await body()
+            let seconds = (ContinuousClock.now - start).seconds
+            report.stepSeconds.append((step, seconds))
+            reporter.report(.stepFinished(step, host: host, seconds: seconds, detail: finished))
+            return value
+        } catch let failure as SyncFailure {
+            throw failure
+        } catch {
+            reporter.report(.stepFailed(step, host: host, seconds: (ContinuousClock.now - start).seconds))
+            throw fail(step, error)
+        }
+    }
+
+    func fail(_ step: SyncStep, _ error: any Error) -> SyncFailure {
+        SyncFailure(step: step, host: host, underlying: error, workerState: workerState)
+    }
+
+    /// Connects, checks the worker and takes its lock (one round trip: nothing is written unless
+    /// every check passes), runs `body` with the worker's facts, and always releases the lock and
+    /// the connection.
+    func locked(script: RemoteScript, token: String, site: String,
+                _ body: (WorkerConnection, [String: String]) async throws -> Void) async throws -> SyncReport {
+        let connection = try await step(.connect, detail: "\(worker.destination) port \(worker.sshPort)") {
+            (try await WorkerConnection.open(worker: worker, runner: runner.runner), "one connection, shared by every step")
+        }
+        var holdsLock = false
+        do {
+            let facts = try await step(.preflight, detail: "\(worker.siteDirectory), then take its lock") {
+                let (facts, note) = try await WorkerLock(connection: connection, script: script, worker: worker, token: token, site: site).acquire()
+                holdsLock = true
+                let current = facts["current_release"].flatMap { $0.isEmpty ? nil : $0 }
+                return (facts, "workers: \(facts["worker_services"] ?? "?"); live: \(current ?? "none yet"); lock \(note)")
+            }
+            try await body(connection, facts)
+        } catch {
+            if holdsLock, await connection.isAlive() {
+                _ = try? await connection.run(script, step: "unlock", arguments: ["unlock", worker.workspacePath, token])
+            }
+            await connection.close()
+            throw error
+        }
+        _ = try? await connection.run(script, step: "unlock", arguments: ["unlock", worker.workspacePath, token])
+        await connection.close()
+        return report
     }
 }
 

@@ -1,0 +1,75 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The per-site lock on a worker: one sync (or rollback) at a time.
+///
+/// The worker records the holder and the ssh connection it runs in; a lock whose connection is gone
+/// belongs to a dead sync and is taken over. A holder on this same main server whose process is gone
+/// (killed with SIGKILL; its idle connection lingers up to `SSHCommand.controlPersistSeconds`) is
+/// taken over at once, unless its switch is still running on the worker.
+struct WorkerLock {
+    let connection: WorkerConnection
+    let script: RemoteScript
+    let worker: WorkerSettings
+    let token: String
+    let site: String
+
+    /// `user@host pid N`: who holds the lock, as shown to whoever is refused.
+    static var holder: String {
+        let user = ProcessInfo.processInfo.environment["USER"] ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(getuid())"
+        return "\(user)@\(localHostName) pid \(getpid())"
+    }
+
+    static var localHostName: String {
+        ProcessInfo.processInfo.hostName
+    }
+
+    /// Checks the worker and takes the lock, waiting up to `worker.lockWait` seconds for another
+    /// holder; returns the worker's facts and a note on how the lock was taken.
+    func acquire() async throws -> ([String: String], String) {
+        let start = ContinuousClock.now
+        var takeover: String?
+        while true {
+            var arguments = ["preflight", worker.workspacePath, site, token, Self.holder]
+            if let takeover { arguments.append(takeover) }
+            let (command, output) = try await connection.runPhase(script, arguments: arguments)
+            let facts = WorkerConnection.facts(output.standardOutput)
+            if output.succeeded {
+                if let previous = facts["took_over"] { return (facts, "taken over from \(previous), which is no longer running") }
+                if let previous = facts["stale_lock"] { return (facts, "recovered from \(previous), which did not finish") }
+                return (facts, "held")
+            }
+            guard output.exitCode == 6 else {
+                throw connection.failure(step: SyncStep.preflight.rawValue, command: command, output: output)
+            }
+            let heldBy = facts["held_by"] ?? "an unknown sync"
+            if takeover == nil, facts["switch_running"] != "yes", let token = facts["held_token"], Self.isDeadLocalHolder(heldBy) {
+                takeover = token
+                continue
+            }
+            let waited = Int((ContinuousClock.now - start).seconds)
+            guard waited < worker.lockWait else {
+                let since = facts["held_since"].flatMap(TimeInterval.init).map { Self.format(Date(timeIntervalSince1970: $0)) } ?? "an unknown time"
+                throw SyncError.locked(host: worker.server, holder: heldBy, since: since, waited: waited)
+            }
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Whether `holder` (`user@host pid N`) names a process of this host that no longer exists.
+    static func isDeadLocalHolder(_ holder: String) -> Bool {
+        let parts = holder.split(separator: " ")
+        guard parts.count == 3, parts[1] == "pid", let pid = pid_t(parts[2]),
+              let at = parts[0].lastIndex(of: "@"), parts[0][parts[0].index(after: at)...] == localHostName else { return false }
+        return kill(pid, 0) != 0 && errno == ESRCH
+    }
+
+    static func format(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss zzz"
+        return formatter.string(from: date)
+    }
+}
