@@ -39,7 +39,7 @@ let package = Package(
         ),
         .target(
             name: "DeployerTestSupport",
-            dependencies: ["DeployerKit"]
+            dependencies: ["DeployerKit", .product(name: "Subprocess", package: "swift-subprocess")]
         ),
         .testTarget(name: "DeployerKitTests", dependencies: ["DeployerKit", "DeployerTestSupport"]),
         .testTarget(name: "DeployerCLITests", dependencies: ["DeployerCLI", "DeployerKit"]),

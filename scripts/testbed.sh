@@ -9,6 +9,7 @@
 #   scripts/testbed.sh down NAME          stop worker NAME and remove everything it made
 #   scripts/testbed.sh site NAME SITE     give worker NAME an FM bench dir for SITE (compose files)
 #   scripts/testbed.sh env NAME           print the worker's facts as shell assignments
+#   scripts/testbed.sh link NAME up|down  restore or cut the worker's network (on its side)
 #
 # Everything a worker owns lives under $FDTB_ROOT/NAME (default /var/tmp/fdtb): keys, configs,
 # pid files, the worker's /home and Docker's data. Only processes started here are stopped here,
@@ -94,7 +95,10 @@ cmd_up() {
     getent passwd frappe >/dev/null || die "user frappe missing: run scripts/testbed.sh install"
     mkdir -p /run/sshd
 
-    # Network: a namespace with a veth pair; the host side is the "main server" end.
+    # Network: a namespace with a veth pair; the host side is the "main server" end. Testbed
+    # addresses never leave this machine: when a worker's link is gone, the catch-all below answers
+    # "unreachable" instead of the default route carrying the packets away.
+    ip route replace unreachable 10.213.0.0/16 metric 4000
     ip netns add "$NS"
     ip link add "fdh$index" type veth peer name "fdw$index"
     ip link set "fdw$index" netns "$NS"
@@ -104,6 +108,10 @@ cmd_up() {
     ip netns exec "$NS" ip link set "fdw$index" up
     ip netns exec "$NS" ip link set lo up
 
+    # FDTB_HOME_SIZE (e.g. 8m) puts the worker's /home on a tmpfs of that size: a small disk.
+    if [ -n "${FDTB_HOME_SIZE:-}" ]; then
+        mount -t tmpfs -o "size=$FDTB_HOME_SIZE,mode=755" fdtb-home "$HOME_DIR"
+    fi
     # A private mount namespace so the worker has its own /home, as a separate host would.
     local frappe_home="$HOME_DIR/frappe"
     mkdir -p "$frappe_home/.ssh" "$frappe_home/frappe/sites"
@@ -272,9 +280,17 @@ cmd_down() {
     fi
     if [ -f "$DIR/index" ]; then ip link del "fdh$(cat "$DIR/index")" 2>/dev/null || true; fi
     ip netns del "$NS" 2>/dev/null || true
-    # vfs layers and container state can be mounted or immutable-free but large; remove them all.
+    if mountpoint -q "$HOME_DIR" 2>/dev/null; then umount "$HOME_DIR" 2>/dev/null || umount -l "$HOME_DIR"; fi
     rm -rf "$DIR"
     echo "testbed: worker $NAME down"
+}
+
+# Cuts or restores the worker's network on its own side (packets to it are dropped, not rerouted).
+cmd_link() {
+    need_root
+    paths "$1"
+    [ -e "$DIR/up" ] || die "worker $NAME is not up"
+    ip netns exec "$NS" ip link set "fdw$(cat "$DIR/index")" "$2"
 }
 
 cmd_env() {
@@ -296,5 +312,6 @@ case "${1:-}" in
     site) [ $# -eq 3 ] || die "usage: site NAME SITE"; cmd_site "$2" "$3" ;;
     down) [ $# -eq 2 ] || die "usage: down NAME"; cmd_down "$2" ;;
     env) [ $# -eq 2 ] || die "usage: env NAME"; cmd_env "$2" ;;
-    *) die "usage: testbed.sh install | up NAME INDEX | site NAME SITE | down NAME | env NAME" ;;
+    link) { [ $# -eq 3 ] && { [ "$3" = up ] || [ "$3" = down ]; }; } || die "usage: link NAME up|down"; cmd_link "$2" "$3" ;;
+    *) die "usage: testbed.sh install | up NAME INDEX | site NAME SITE | down NAME | env NAME | link NAME up|down" ;;
 esac

@@ -1,5 +1,6 @@
 import DeployerKit
 import Foundation
+import Subprocess
 import Synchronization
 
 /// One worker host of the testbed (`scripts/testbed.sh`): a network namespace with its own
@@ -24,10 +25,10 @@ public final class TestbedWorker: @unchecked Sendable {
         return nil
     }
 
-    /// Starts worker `name` at 10.213.`index`.2.
-    public static func up(_ name: String, index: Int) async throws -> TestbedWorker {
+    /// Starts worker `name` at 10.213.`index`.2; `homeSize` (e.g. "6m") gives it a small disk.
+    public static func up(_ name: String, index: Int, homeSize: String? = nil) async throws -> TestbedWorker {
         _ = try? await testbed(["down", name])
-        try await testbed(["up", name, String(index)])
+        try await testbed(["up", name, String(index)], environment: homeSize.map { ["FDTB_HOME_SIZE=\($0)"] } ?? [])
         let facts = WorkerConnectionFacts.parse(try await testbed(["env", name]))
         return TestbedWorker(name: name, facts: facts)
     }
@@ -42,6 +43,20 @@ public final class TestbedWorker: @unchecked Sendable {
     }
 
     deinit { down() }
+
+    /// Cuts (`false`) or restores the worker's network, on the worker's side of its link.
+    public func setLink(up: Bool) async throws {
+        try await Self.testbed(["link", name, up ? "up" : "down"])
+    }
+
+    /// The same, from a synchronous context such as an output handler.
+    public func cutLinkNow() {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [PackagePaths.testbedScript, "link", name, "down"]
+        try? process.run()
+        process.waitUntilExit()
+    }
 
     /// Gives the worker an FM bench dir for `site` with FM's compose files.
     public func addSite(_ site: String) async throws {
@@ -71,7 +86,7 @@ public final class TestbedWorker: @unchecked Sendable {
 
     /// Compose services of `site` whose containers are running, sorted.
     public func runningServices(site: String) async throws -> [String] {
-        let output = try await SubprocessRunner().run(Command("docker", [
+        let output = try await SubprocessRunner().run(DeployerKit.Command("docker", [
             "-H", dockerHost, "ps", "--format", "{{.Label \"com.docker.compose.service\"}}",
         ]))
         guard output.succeeded else { throw FixtureError("docker ps failed: \(output.standardErrorTail)") }
@@ -81,7 +96,7 @@ public final class TestbedWorker: @unchecked Sendable {
     /// Runs a command on the worker as `frappe` over ssh.
     @discardableResult
     public func ssh(_ remoteCommand: String) async throws -> CommandOutput {
-        try await SubprocessRunner().run(Command("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", "frappe@\(address)", remoteCommand]))
+        try await SubprocessRunner().run(DeployerKit.Command("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", "frappe@\(address)", remoteCommand]))
     }
 
     /// Waits until `service`'s heartbeat satisfies `condition` (a fresh one is written every second).
@@ -101,8 +116,8 @@ public final class TestbedWorker: @unchecked Sendable {
     }
 
     @discardableResult
-    static func testbed(_ arguments: [String]) async throws -> String {
-        let output = try await SubprocessRunner().run(Command("/bin/bash", [PackagePaths.testbedScript] + arguments))
+    static func testbed(_ arguments: [String], environment: [String] = []) async throws -> String {
+        let output = try await SubprocessRunner().run(DeployerKit.Command("/usr/bin/env", environment + ["/bin/bash", PackagePaths.testbedScript] + arguments))
         guard output.succeeded else {
             throw FixtureError("testbed.sh \(arguments.joined(separator: " ")) failed: \(output.standardErrorTail.joined(separator: " / "))")
         }
@@ -157,16 +172,37 @@ public enum DeployerTool {
     }
 
     /// Runs the tool with `arguments`; the environment is the test's minus FRAPPE_DEPLOYER_* plus
-    /// `environment`. Every line of standard error is kept.
-    public static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> ToolResult {
+    /// `environment`. Every line of standard error is kept and, as it arrives, passed to `onError`
+    /// with the tool's pid, so a test can act (send a signal, cut the network) at a given step.
+    public static func run(_ arguments: [String], environment: [String: String] = [:],
+                           onError: (@Sendable (String, pid_t) -> Void)? = nil) async throws -> ToolResult {
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FRAPPE_DEPLOYER_") }
         env.merge(environment) { $1 }
         let assignments = env.map { "\($0.key)=\($0.value)" }
-        let errorLines = Mutex<[String]>([])
-        let output = try await SubprocessRunner().run(Command("/usr/bin/env", ["-i"] + assignments + [path] + arguments)) { stream, line in
-            if stream == .standardError { errorLines.withLock { $0.append(line) } }
+        // env(1) execs the tool, so the pid is the tool's own.
+        let result = try await Subprocess.run(
+            .path("/usr/bin/env"), arguments: Arguments(["-i"] + assignments + [path] + arguments),
+            input: .none, output: .sequence, error: .sequence
+        ) { execution in
+            let pid = execution.processIdentifier.value
+            async let errors: [String] = {
+                var lines: [String] = []
+                for try await line in execution.standardError.strings() {
+                    lines.append(line)
+                    onError?(line, pid)
+                }
+                return lines
+            }()
+            var output = ""
+            for try await line in execution.standardOutput.strings() { output += line + "\n" }
+            return (output, try await errors)
         }
-        return ToolResult(exitCode: output.exitCode, standardOutput: output.standardOutput, standardError: errorLines.withLock { $0 })
+        let code: Int32
+        switch result.terminationStatus {
+        case .exited(let status): code = Int32(status)
+        case .signaled(let signal): code = 128 + Int32(signal)
+        }
+        return ToolResult(exitCode: code, standardOutput: result.closureResult.0, standardError: result.closureResult.1)
     }
 }
 
@@ -201,4 +237,32 @@ public struct TreeSnapshot: Equatable, CustomStringConvertible {
     }
 
     public var description: String { entries.keys.sorted().joined(separator: "\n") }
+}
+
+/// Compares a release on the main server with the worker's copy, as the sync's excludes shape it.
+public enum ReleaseComparison {
+    /// Paths that differ, are missing or are extra on the worker (empty when the copy is exact).
+    /// Excluded paths and the two config links the worker points at its own configs are left out.
+    public static func differences(main: String, worker: String, site: String) -> [String] {
+        let skip: (String) -> Bool = { path in
+            let parts = path.split(separator: "/")
+            return parts.contains { [".git", "node_modules", "__pycache__", ".cache"].contains($0) }
+                || path.hasSuffix(".pyc") || path.hasSuffix(".log")
+                || path == "sites/common_site_config.json" || path == "sites/\(site)/site_config.json"
+        }
+        let local = TreeSnapshot(main, ignoring: skip)
+        let remote = TreeSnapshot(worker, ignoring: skip)
+        var differences = Set(local.entries.keys).symmetricDifference(remote.entries.keys).map { "only on one side: \($0)" }
+        let fm = FileManager.default
+        for path in local.entries.keys where remote.entries[path] != nil {
+            let a = main + "/" + path
+            let b = worker + "/" + path
+            if let target = try? fm.destinationOfSymbolicLink(atPath: a) {
+                if (try? fm.destinationOfSymbolicLink(atPath: b)) != target { differences.append("link differs: \(path)") }
+            } else if local.entries[path]?.hasPrefix("NSFileTypeRegular") == true, !fm.contentsEqual(atPath: a, andPath: b) {
+                differences.append("content differs: \(path)")
+            }
+        }
+        return differences.sorted()
+    }
 }

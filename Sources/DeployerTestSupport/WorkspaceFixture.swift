@@ -92,11 +92,25 @@ public struct WorkspaceFixture: Sendable {
 
     /// Adds a release directory with the layout's links and `profile`'s generated files; `seed`
     /// decides the contents, so two releases with different seeds differ in every generated file.
-    public func addRelease(_ name: String, profile: FixtureProfile = .small, seed: UInt64) throws {
+    ///
+    /// `incompressibleMiB` adds a file of random bytes (like the GeoIP database of a real release) that
+    /// compression cannot shrink; `brokenService` makes that service exit at once, as a release whose
+    /// workers crash on start would.
+    public func addRelease(_ name: String, profile: FixtureProfile = .small, seed: UInt64,
+                           incompressibleMiB: Int = 0, brokenService: String? = nil) throws {
         let release = "\(workspace)/\(name)"
         try mkdir(release)
         // The service script the testbed's compose services run, naming its own release.
-        try write("\(release)/apps/frappe/fdtb-service.sh", serviceScript(release: name), mode: 0o755)
+        try write("\(release)/apps/frappe/fdtb-service.sh", serviceScript(release: name, broken: brokenService), mode: 0o755)
+        if incompressibleMiB > 0 {
+            var random = SplitMix(seed: seed &+ 99)
+            var data = Data(count: incompressibleMiB * 1024 * 1024)
+            data.withUnsafeMutableBytes { buffer in
+                let words = buffer.bindMemory(to: UInt64.self)
+                for index in words.indices { words[index] = random.next() }
+            }
+            try write("\(release)/apps/frappe/frappe/geo/GeoLite2-City.mmdb", data)
+        }
         try write("\(release)/apps/frappe/frappe/__init__.py", "__version__ = \"15.0.0\"  # \(name)\n")
         try write("\(release)/apps/erpnext/erpnext/__init__.py", "__version__ = \"15.0.0\"\n")
         try write("\(release)/sites/apps.txt", "frappe\nerpnext\n")
@@ -213,13 +227,14 @@ public struct WorkspaceFixture: Sendable {
         return block
     }()
 
-    func serviceScript(release: String) -> String {
+    func serviceScript(release: String, broken: String? = nil) -> String {
         """
         #!/bin/sh
         # Test fixture: what an FM service runs. Worker and schedule services write a heartbeat naming
         # the release this script belongs to and the config they read through frappe-bench.
         service=${1:-unknown}
         release=\(release)
+        [ "$service" = "\(broken ?? "-")" ] && { echo "$service: crashing on start (fixture)" >&2; exit 1; }
         bench=/workspace/frappe-bench
         logs=/workspace/deployment-data/logs
         while :; do

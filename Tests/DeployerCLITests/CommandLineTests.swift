@@ -11,19 +11,36 @@ struct CommandLineTests {
             "my-site", "-s", "192.168.1.100", "-u", "erp", "-p", "2222", "-d", "custom_apps", "--include-dir", "scripts",
             "-f", "special_config.json", "--include-file", "w.env", "--config-path", "w.toml", "-v",
             "--benches-path", "/srv/benches", "--workspace-path", "/srv/ws", "--accept-new-host-key", "--exclude", "*.iso",
+            "--strategy", "in-place", "--keep-releases", "5", "--lock-wait", "30", "--stop-timeout", "20", "--bwlimit", "5000",
+            "--ssh-option", "ServerAliveInterval=5",
         ])
-        #expect(sync.siteName == "my-site")
-        #expect(sync.server == "192.168.1.100")
-        #expect(sync.sshUser == "erp")
-        #expect(sync.sshPort == 2222)
+        #expect(sync.options.siteName == "my-site")
+        #expect(sync.options.server == "192.168.1.100")
+        #expect(sync.options.sshUser == "erp")
+        #expect(sync.options.sshPort == 2222)
         #expect(sync.includeDirs == ["custom_apps", "scripts"])
         #expect(sync.includeFiles == ["special_config.json", "w.env"])
-        #expect(sync.configPath == "w.toml")
-        #expect(sync.verbose)
-        #expect(sync.benchesPath == "/srv/benches")
-        #expect(sync.workspacePath == "/srv/ws")
-        #expect(sync.acceptNewHostKey)
+        #expect(sync.options.configPath == "w.toml")
+        #expect(sync.options.verbose)
+        #expect(sync.options.benchesPath == "/srv/benches")
+        #expect(sync.options.workspacePath == "/srv/ws")
+        #expect(sync.options.acceptNewHostKey)
         #expect(sync.excludes == ["*.iso"])
+        #expect(sync.strategy == "in-place")
+        #expect(sync.keepReleases == 5)
+        #expect(sync.options.lockWait == 30)
+        #expect(sync.options.stopTimeout == 20)
+        #expect(sync.bandwidthLimit == 5000)
+        #expect(sync.options.sshOptions == ["ServerAliveInterval=5"])
+    }
+
+    @Test("rollback takes the same worker options")
+    func rollback() throws {
+        let command = try FrappeDeployer.parseAsRoot(["remote-worker", "rollback", "a.test", "-s", "h", "--lock-wait", "5"])
+        let rollback = try #require(command as? RemoteWorker.Rollback)
+        #expect(rollback.options.server == "h")
+        #expect(rollback.options.lockWait == 5)
+        #expect(RemoteWorker.helpMessage().contains("rollback"))
     }
 
     @Test("the full path through the root command parses to sync")
@@ -40,6 +57,7 @@ struct CommandLineTests {
     @Test("help names every option; the root has --version", arguments: [
         "--server", "-s,", "--ssh-user", "-u,", "--ssh-port", "-p,", "--include-dir", "-d,", "--include-file", "-f,",
         "--config-path", "--verbose", "-v,", "--benches-path", "--accept-new-host-key", "default: frappe", "default: 22",
+        "--strategy", "--keep-releases", "--lock-wait", "--stop-timeout", "1560", "--bwlimit", "--ssh-option",
     ])
     func help(option: String) {
         #expect(RemoteWorker.Sync.helpMessage().contains(option))

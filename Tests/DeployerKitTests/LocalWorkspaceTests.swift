@@ -77,22 +77,47 @@ struct LocalWorkspaceTests {
         #expect(throws: WorkspaceError.includeOutside(path: "escape", resolved: "/etc")) { try workspace.checkInclude("escape", directory: true) }
     }
 
-    @Test("the plan transfers release, deployment-data and includes with their excludes")
-    func plan() throws {
+    @Test("in place: release, deployment-data and includes with their excludes, straight into the workspace")
+    func inPlacePlan() throws {
         let workspace = try locate()
-        let worker = WorkerSettings(server: "h", workspacePath: "/r/ws", includeDirs: ["custom_apps"], includeFiles: ["conf/w.env"], excludePatterns: ["*.iso"])
-        let plan = SyncPlan.make(workspace: workspace, worker: worker)
-        #expect(plan.transfers.map(\.name) == ["release", "deployment-data", "includes"])
-        #expect(plan.transfers[0].sources == [workspace.releasePath + "/"])
-        #expect(plan.transfers[0].destination == "/r/ws/release_1/")
-        #expect(plan.transfers[0].excludes.contains("/sites/a.test/site_config.json"))
-        #expect(plan.transfers[0].excludes.contains("/sites/common_site_config.json"))
-        #expect(plan.transfers[1].excludes.contains("/sites/*/public/files/"))
-        #expect(plan.transfers[1].excludes.contains("/sites/*/private/"))
-        #expect(plan.transfers.allSatisfy { $0.excludes.contains("*.iso") && $0.excludes.contains("*.log.[0-9]*") })
-        #expect(plan.transfers[2].relative)
-        #expect(plan.transfers[2].sources == [workspace.path + "/./custom_apps", workspace.path + "/./conf/w.env"])
-        #expect(plan.transfers[2].destination == "/r/ws/")
-        #expect(SyncPlan.make(workspace: workspace, worker: WorkerSettings(server: "h", workspacePath: "/r/ws")).transfers.count == 2)
+        var worker = WorkerSettings(server: "h", workspacePath: "/r/ws", includeDirs: ["custom_apps"], includeFiles: ["conf/w.env"], excludePatterns: ["*.iso"])
+        worker.strategy = .inPlace
+        let transfers = SyncPlan.make(workspace: workspace, worker: worker).transfers(base: "release_0")
+        #expect(transfers.map(\.name) == ["release", "deployment-data", "includes"])
+        #expect(transfers[0].sources == [workspace.releasePath + "/"])
+        #expect(transfers[0].destination == "/r/ws/release_1/")
+        #expect(transfers[0].linkDest == nil)
+        #expect(transfers[0].excludes.contains("/sites/a.test/site_config.json"))
+        #expect(transfers[0].excludes.contains("/sites/common_site_config.json"))
+        #expect(transfers[1].excludes.contains("/sites/*/public/files/"))
+        #expect(transfers[1].excludes.contains("/sites/*/private/"))
+        #expect(transfers.allSatisfy { $0.excludes.contains("*.iso") && $0.excludes.contains("*.log.[0-9]*") })
+        #expect(transfers[2].relative)
+        #expect(transfers[2].sources == [workspace.path + "/./custom_apps", workspace.path + "/./conf/w.env"])
+        #expect(transfers[2].destination == "/r/ws/")
+        #expect(SyncPlan.make(workspace: workspace, worker: WorkerSettings(server: "h", workspacePath: "/r/ws")).transfers(base: nil).count == 2)
+    }
+
+    @Test("staged: the release goes to a private staging directory, hard-linking from the live release")
+    func stagedPlan() throws {
+        let workspace = try locate()
+        var worker = WorkerSettings(server: "h", workspacePath: "/r/ws")
+        worker.bandwidthLimit = 800
+        let plan = SyncPlan.make(workspace: workspace, worker: worker, token: "abc123")
+        #expect(plan.strategy == .staged)
+        let transfers = plan.transfers(base: "release_0")
+        #expect(transfers[0].destination == "/r/ws/.fd-staging-release_1-abc123/")
+        #expect(transfers[0].linkDest == "/r/ws/release_0")
+        #expect(transfers.allSatisfy { $0.bandwidthLimit == 800 })
+        #expect(plan.transfers(base: nil)[0].linkDest == nil)
+        #expect(transfers[1].destination == "/r/ws/deployment-data/")
+    }
+
+    @Test("the link base is the live release, else the newest on the worker")
+    func linkBase() {
+        #expect(SyncPlan.linkBase(current: "release_2", releases: ["release_1", "release_2", "release_3"]) == "release_2")
+        #expect(SyncPlan.linkBase(current: "", releases: ["release_1", "release_3"]) == "release_3")
+        #expect(SyncPlan.linkBase(current: "release_9", releases: ["release_1"]) == "release_1")
+        #expect(SyncPlan.linkBase(current: nil, releases: []) == nil)
     }
 }

@@ -42,7 +42,7 @@ struct RemoteCommandTests {
         let command = SSHCommand.openMaster(endpoint)
         #expect(command.executable == "ssh")
         #expect(value(of: "ControlMaster", in: command.arguments) == ["yes"])
-        #expect(value(of: "ControlPersist", in: command.arguments) == ["60"])
+        #expect(value(of: "ControlPersist", in: command.arguments) == [String(SSHCommand.controlPersistSeconds)])
         #expect(Array(command.arguments.suffix(6)) == ["-f", "-N", "-l", "frappe", "--", "10.0.0.5"])
     }
 
@@ -80,6 +80,27 @@ struct RemoteCommandTests {
         #expect(!arguments.contains("--relative"))
         #expect(!arguments.contains { $0.hasPrefix("--out-format") })
         #expect(RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", verbose: true).contains("--out-format=%i %n%L"))
+    }
+
+    @Test("staging: --link-dest names the worker's base release; --bwlimit when set")
+    func linkDestAndLimit() {
+        let transfer = RsyncTransfer(name: "release", sources: ["/w/r/"], destination: "/ws/.fd-staging-r-x/", excludes: [],
+                                     linkDest: "/ws/release_0", bandwidthLimit: 2048)
+        let arguments = RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", verbose: false)
+        #expect(arguments.contains("--link-dest=/ws/release_0"))
+        #expect(arguments.contains("--bwlimit=2048"))
+    }
+
+    @Test("operator ssh options come first; the safety options cannot be overridden")
+    func operatorOptions() {
+        var tuned = worker
+        tuned.sshOptions = ["ServerAliveInterval=2", "ProxyJump=bastion"]
+        let arguments = SSHCommand.commonOptions(SSHEndpoint(worker: tuned, controlPath: "/tmp/x/m"))
+        #expect(Array(arguments.prefix(4)) == ["-o", "ServerAliveInterval=2", "-o", "ProxyJump=bastion"])
+        #expect(SSHCommand.optionProblem("ServerAliveInterval=2") == nil)
+        for refused in ["StrictHostKeyChecking=no", "stricthostkeychecking=no", "BatchMode=no", "ControlPath=/tmp/x", "novalue", "=x", "Bad-Key=1"] {
+            #expect(SSHCommand.optionProblem(refused) != nil, "\(refused)")
+        }
     }
 
     @Test("an IPv6 worker gets brackets in the rsync destination")

@@ -146,6 +146,34 @@ struct SettingsResolverTests {
         }
     }
 
+    @Test("strategy, retention, timeouts and lock wait: defaults, layers and bad values")
+    func syncBehaviour() throws {
+        var flags = SyncOverrides()
+        flags.siteName = "a.test"
+        flags.worker.server = "h"
+        let defaults = try resolve(flags).workers[0]
+        #expect(defaults.strategy == .staged)
+        #expect(defaults.keepReleases == 3)
+        #expect(defaults.stopTimeout == nil)
+        #expect(defaults.lockWait == 0)
+        #expect(defaults.bandwidthLimit == nil)
+
+        let env = ["FRAPPE_DEPLOYER_STRATEGY": "in-place", "FRAPPE_DEPLOYER_KEEP_RELEASES": "5", "FRAPPE_DEPLOYER_LOCK_WAIT": "60"]
+        let fromEnv = try resolve(flags, env: env).workers[0]
+        #expect(fromEnv.strategy == .inPlace)
+        #expect(fromEnv.keepReleases == 5)
+        #expect(fromEnv.lockWait == 60)
+
+        flags.worker.strategy = "blue-green"
+        #expect(throws: ConfigError.self) { try resolve(flags) }
+        flags.worker.strategy = nil
+        flags.worker.keepReleases = 0
+        #expect(throws: ConfigError.self) { try resolve(flags) }
+        flags.worker.keepReleases = nil
+        flags.worker.sshOptions = ["StrictHostKeyChecking=no"]
+        #expect(throws: ConfigError.self) { try resolve(flags) }
+    }
+
     @Test("the argument and the file's site_name must agree")
     func siteConflict() {
         var flags = SyncOverrides()

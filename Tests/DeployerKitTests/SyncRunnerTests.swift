@@ -19,6 +19,12 @@ struct SyncRunnerTests {
         plan = SyncPlan.make(workspace: workspace, worker: WorkerSettings(server: "w1", workspacePath: "/home/frappe/frappe/sites/a.test/workspace"))
     }
 
+    var inPlacePlan: SyncPlan {
+        var plan = plan
+        plan.worker.strategy = .inPlace
+        return plan
+    }
+
     final class Events: SyncReporting {
         let events = Mutex<[SyncEvent]>([])
         func report(_ event: SyncEvent) { events.withLock { $0.append(event) } }
@@ -30,8 +36,11 @@ struct SyncRunnerTests {
             let step = command.scriptPhase ?? (command.executable == "rsync" ? "rsync" : nil)
             if let step, step == phase { return .failed(exitCode, message) }
             switch command.scriptPhase {
-            case "preflight": return .ok("worker_services=short-worker long-worker\ncurrent_release=release_0\n")
+            case "preflight": return .ok("locked=yes\nworker_services=short-worker long-worker\ncurrent_release=release_0\nreleases=release_0\n")
             case "start": return .ok("running=schedule short-worker long-worker\n")
+            case "stage-activate": return .ok("swap=no\n")
+            case "switch": return .ok("previous=release_0\nstopped_ms=1\nrunning=schedule short-worker long-worker\ndowntime_ms=1500\nlive=release_1\n")
+            case "prune": return .ok("pruned=release_old\n")
             default: return .ok(command.executable == "rsync" ? "Number of regular files transferred: 3\nTotal bytes sent: 100\n" : "")
             }
         }
@@ -41,23 +50,126 @@ struct SyncRunnerTests {
         commands.map { command in
             if let phase = command.scriptPhase { return phase }
             if command.executable == "rsync" { return "rsync" }
-            if command.arguments.contains("-O") { return "close" }
+            if command.arguments.contains("-O") { return command.arguments.contains("check") ? "check" : "close" }
             if command.arguments.contains("-N") { return "open" }
             return command.description
         }
     }
 
-    @Test("the spec's order: connect, check, stop, transfer, link, start, close")
-    func order() async throws {
+    @Test("staged: lock, check, stage beside the live release, link, switch, prune, unlock")
+    func stagedOrder() async throws {
         let runner = RecordingRunner(answers: Self.answer())
         let events = Events()
         let report = try await SyncRunner(runner: runner, reporter: events, verbose: false).run(plan)
-        #expect(kinds(runner.commands) == ["open", "preflight", "stop", "rsync", "rsync", "activate", "start", "close"])
+        #expect(kinds(runner.commands) == ["open", "preflight", "stage-prepare", "rsync", "rsync", "stage-activate", "switch", "prune", "unlock", "close"])
+        let release = try #require(runner.commands.first { $0.executable == "rsync" && $0.arguments.contains { $0.hasSuffix(".fd-staging-release_1-\(plan.token)/") } })
+        #expect(release.arguments.contains("--link-dest=/home/frappe/frappe/sites/a.test/workspace/release_0"))
         #expect(report.previousRelease == "release_0")
         #expect(report.runningServices == ["long-worker", "schedule", "short-worker"])
+        #expect(report.downtimeSeconds == 1.5)
+        #expect(report.pruned == ["release_old"])
         #expect(report.totals.regularFilesTransferred == 6)
-        #expect(report.stepSeconds.map(\.step) == [.connect, .preflight, .stopServices, .transfer, .link, .startServices])
+        #expect(report.stepSeconds.map(\.step) == [.connect, .preflight, .stage, .link, .switchRelease, .prune])
         #expect(events.all.filter { if case .stepFinished = $0 { true } else { false } }.count == 6)
+    }
+
+    @Test("in place: the spec's order under the lock: stop, transfer, link, start")
+    func inPlaceOrder() async throws {
+        let runner = RecordingRunner(answers: Self.answer())
+        let report = try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(inPlacePlan)
+        #expect(kinds(runner.commands) == ["open", "preflight", "stop", "rsync", "rsync", "activate", "start", "unlock", "close"])
+        #expect(report.stepSeconds.map(\.step) == [.connect, .preflight, .stopServices, .transfer, .link, .startServices])
+        #expect(report.downtimeSeconds != nil)
+    }
+
+    @Test("a worker locked by a live sync refuses with who holds it, and nothing else runs")
+    func locked() async throws {
+        let runner = RecordingRunner { command in
+            if command.scriptPhase == "preflight" {
+                return CommandOutput(exitCode: 6, standardOutput: "held_by=ops@main-2 pid 4242\nheld_since=1795599000\nheld_token=zzz\nswitch_running=no\n", standardErrorTail: [])
+            }
+            return Self.answer()(command)
+        }
+        await #expect {
+            try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(plan)
+        } throws: { error in
+            guard let failure = error as? SyncFailure, case .locked(let host, let holder, _, let waited)? = failure.underlying as? SyncError else { return false }
+            return failure.step == .preflight && host == "w1" && holder == "ops@main-2 pid 4242" && waited == 0
+                && failure.errorDescription?.contains("--lock-wait") == true
+        }
+        #expect(kinds(runner.commands) == ["open", "preflight", "close"])
+    }
+
+    @Test("a lock held by a dead process of this host is taken over with its token")
+    func takeover() async throws {
+        let dead = "root@\(ProcessInfo.processInfo.hostName) pid 999999"
+        let runner = RecordingRunner { command in
+            if command.scriptPhase == "preflight" {
+                if command.arguments.last?.hasSuffix(" deadbeef") == true {
+                    return .ok("took_over=\(dead)\nlocked=yes\ncurrent_release=release_0\nreleases=release_0\n")
+                }
+                return CommandOutput(exitCode: 6, standardOutput: "held_by=\(dead)\nheld_since=1\nheld_token=deadbeef\nswitch_running=no\n", standardErrorTail: [])
+            }
+            return Self.answer()(command)
+        }
+        _ = try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(plan)
+        #expect(kinds(runner.commands).prefix(3) == ["open", "preflight", "preflight"])
+    }
+
+    @Test("a switch that rolled back is a failure that says the previous release runs")
+    func rolledBack() async throws {
+        let runner = RecordingRunner { command in
+            if command.scriptPhase == "switch" {
+                return CommandOutput(exitCode: 7, standardOutput: "previous=release_0\nrolled_back=release_0\ndowntime_ms=4000\n",
+                                     standardErrorTail: ["error: service short-worker is not running after start: see 'docker compose logs short-worker' in /x",
+                                                         "error: release_1 did not start; going back to release_0"])
+            }
+            return Self.answer()(command)
+        }
+        await #expect {
+            try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(plan)
+        } throws: { error in
+            guard let failure = error as? SyncFailure, case .rolledBack(_, let release, let previous, let reason)? = failure.underlying as? SyncError else { return false }
+            return failure.step == .switchRelease && release == "release_1" && previous == "release_0" && reason.hasPrefix("service short-worker is not running")
+        }
+        let kinds = kinds(runner.commands)
+        #expect(!kinds.contains("prune"))
+        #expect(Array(kinds.suffix(3)) == ["check", "unlock", "close"])
+    }
+
+    @Test("an interrupt during staging cancels it, removes the staged copy and never switches")
+    func interruptDuringStaging() async throws {
+        let interrupt = InterruptSignal()
+        let runner = RecordingRunner { command in
+            if command.executable == "rsync" { interrupt.raise(SIGINT) }
+            return Self.answer()(command)
+        }
+        await #expect {
+            try await SyncRunner(runner: runner, reporter: Events(), verbose: false, interrupt: interrupt).run(plan)
+        } throws: { error in
+            guard let failure = error as? SyncFailure, case .interrupted(let signal, _)? = failure.underlying as? SyncError else { return false }
+            return signal == SIGINT
+        }
+        let kinds = kinds(runner.commands)
+        #expect(!kinds.contains("switch"))
+        #expect(kinds.contains("unstage"))
+        #expect(Array(kinds.suffix(3)) == ["check", "unlock", "close"])
+    }
+
+    @Test("an interrupt during the switch lets it finish, then reports what runs")
+    func interruptDuringSwitch() async throws {
+        let interrupt = InterruptSignal()
+        let runner = RecordingRunner { command in
+            if command.scriptPhase == "switch" { interrupt.raise(SIGTERM) }
+            return Self.answer()(command)
+        }
+        await #expect {
+            try await SyncRunner(runner: runner, reporter: Events(), verbose: false, interrupt: interrupt).run(plan)
+        } throws: { error in
+            guard let failure = error as? SyncFailure, case .interrupted(_, let state)? = failure.underlying as? SyncError else { return false }
+            return state.contains("release_1 runs")
+        }
+        #expect(Array(kinds(runner.commands).suffix(3)) == ["check", "unlock", "close"])
     }
 
     @Test("a worker that fails its checks is left untouched: nothing is stopped or sent")
@@ -85,17 +197,45 @@ struct SyncRunnerTests {
             return failure.step == .connect && (failure.underlying as? RemoteError) == .hostKeyUnknown(host: "w1", port: 22)
         }
         #expect(kinds(runner.commands) == ["open"])
+        _ = plan
     }
 
-    @Test("a failed transfer never links or starts the half-sent release, and says so")
-    func transferFailure() async throws {
+    @Test("a failed staging transfer never touches the running release, removes the staged copy, and says so")
+    func stagingFailure() async throws {
         let runner = RecordingRunner(answers: Self.answer(failing: "rsync", exitCode: 23, message: "rsync: write failed: No space left on device (28)"))
         await #expect {
             try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(plan)
         } throws: { error in
             guard let failure = error as? SyncFailure else { return false }
-            return failure.step == .transfer && failure.workerState == "services stopped, files partly transferred"
+            return failure.step == .stage && failure.workerState.hasPrefix("unchanged: the old release still runs")
                 && failure.details.contains("exit code: 23")
+        }
+        let kinds = kinds(runner.commands)
+        #expect(!kinds.contains("switch") && !kinds.contains("stop") && !kinds.contains("stage-activate"))
+        #expect(kinds.contains("unstage"))
+        #expect(Array(kinds.suffix(3)) == ["check", "unlock", "close"])
+    }
+
+    @Test("a lost connection skips remote cleanup instead of waiting on a dead link")
+    func lostConnection() async throws {
+        let runner = RecordingRunner { command in
+            if command.arguments.contains("check") { return .failed(255, "Control socket connect(/tmp/x/m): No such file or directory") }
+            return Self.answer(failing: "rsync", exitCode: 255, message: "ssh: connect to host w1 port 22: Connection timed out")(command)
+        }
+        await #expect(throws: SyncFailure.self) { try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(plan) }
+        let kinds = kinds(runner.commands)
+        #expect(!kinds.contains("unstage") && !kinds.contains("unlock"))
+        #expect(kinds.last == "close")
+    }
+
+    @Test("in place: a failed transfer never links or starts the half-sent release, and says so")
+    func inPlaceTransferFailure() async throws {
+        let runner = RecordingRunner(answers: Self.answer(failing: "rsync", exitCode: 23, message: "rsync: write failed: No space left on device (28)"))
+        await #expect {
+            try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(inPlacePlan)
+        } throws: { error in
+            guard let failure = error as? SyncFailure else { return false }
+            return failure.step == .transfer && failure.workerState == "services stopped, files partly transferred"
         }
         let kinds = kinds(runner.commands)
         #expect(!kinds.contains("activate") && !kinds.contains("start"))

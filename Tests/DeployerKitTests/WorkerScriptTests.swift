@@ -86,6 +86,76 @@ struct WorkerScriptTests {
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.workspace + "/frappe-bench") == "release_1")
     }
 
+    @Test("lock: taken once; a live holder refuses others with who holds it; unlock needs the token")
+    func lockLifecycle() async throws {
+        try FileManager.default.createDirectory(atPath: site, withIntermediateDirectories: true)
+        let first = try await run(["lock", workspace, "tokenA", "ops@main pid 1"])
+        #expect(first.exitCode == 0, "\(first.standardErrorTail)")
+        #expect(first.standardOutput == "locked=yes\n")
+        // The holder's session is this test process (no sshd here), which is alive.
+        let second = try await run(["lock", workspace, "tokenB", "ops@main pid 2"])
+        #expect(second.exitCode == 6)
+        #expect(second.standardOutput.contains("held_by=ops@main pid 1\n"))
+        #expect(second.standardOutput.contains("held_token=tokenA\n"))
+        // Re-taking with the holder's own token is fine; a wrong token cannot unlock.
+        #expect(try await run(["lock", workspace, "tokenA", "ops@main pid 1"]).exitCode == 0)
+        #expect(try await run(["unlock", workspace, "tokenB"]).standardOutput.isEmpty)
+        #expect(try await run(["lock", workspace, "tokenB", "ops@main pid 2"]).exitCode == 6)
+        // Takeover with the holder's token is what a sync does for a dead holder of its own host.
+        let took = try await run(["lock", workspace, "tokenB", "ops@main pid 2", "tokenA"])
+        #expect(took.standardOutput.contains("took_over=ops@main pid 1"))
+        #expect(try await run(["unlock", workspace, "tokenB"]).standardOutput == "unlocked=yes\n")
+        #expect(try await run(["lock", workspace, "tokenC", "ops@main pid 3"]).exitCode == 0)
+    }
+
+    @Test("lock: a lock whose session is gone is stale and recovered")
+    func staleLock() async throws {
+        let state = site + "/.frappe-deployer"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        try "token=old\nholder=ops@main pid 9\nsince=1\nsession=999999:12345\n".write(toFile: state + "/lock", atomically: true, encoding: .utf8)
+        let output = try await run(["lock", workspace, "new", "ops@main pid 10"])
+        #expect(output.exitCode == 0)
+        #expect(output.standardOutput == "stale_lock=ops@main pid 9\nlocked=yes\n")
+    }
+
+    @Test("prune keeps the newest releases, and never the live or the previous one")
+    func prune() async throws {
+        for name in ["release_1", "release_2", "release_3", "release_4", "release_5"] {
+            try FileManager.default.createDirectory(atPath: workspace + "/" + name, withIntermediateDirectories: true)
+        }
+        try FileManager.default.createSymbolicLink(atPath: workspace + "/frappe-bench", withDestinationPath: "release_1")
+        try FileManager.default.createDirectory(atPath: site + "/.frappe-deployer", withIntermediateDirectories: true)
+        try "previous=release_2\n".write(toFile: site + "/.frappe-deployer/releases", atomically: true, encoding: .utf8)
+        let output = try await run(["prune", workspace, "2"])
+        #expect(output.exitCode == 0)
+        #expect(output.standardOutput == "pruned=release_3\n")
+        let left = try FileManager.default.contentsOfDirectory(atPath: workspace).filter { $0.hasPrefix("release_") }.sorted()
+        #expect(left == ["release_1", "release_2", "release_4", "release_5"])
+    }
+
+    @Test("stage-activate links configs in the staged copy and renames it, or keeps it for a swap when live")
+    func stageActivate() async throws {
+        let fixture = try WorkspaceFixture.create(benchesPath: directory.path + "/sites", site: "a.test", release: "release_1",
+                                                  profile: FixtureProfile(files: 3, bytes: 100))
+        let stage = fixture.workspace + "/.fd-staging-release_2-t"
+        try FileManager.default.copyItem(atPath: fixture.workspace + "/release_1", toPath: stage)
+        try FileManager.default.removeItem(atPath: stage + "/sites/common_site_config.json")
+        let fresh = try await run(["stage-activate", fixture.workspace, "a.test", "release_2", stage])
+        #expect(fresh.standardOutput == "swap=no\n", "\(fresh.standardErrorTail)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.workspace + "/release_2/sites/common_site_config.json")
+                == "../../deployment-data/sites/common_site_config.workers.json")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.workspace + "/frappe-bench") == "release_1")
+
+        let again = fixture.workspace + "/.fd-staging-release_1-u"
+        try FileManager.default.copyItem(atPath: fixture.workspace + "/release_1", toPath: again)
+        let swap = try await run(["stage-activate", fixture.workspace, "a.test", "release_1", again])
+        #expect(swap.standardOutput == "swap=yes\n")
+        #expect(FileManager.default.fileExists(atPath: again))
+        #expect(try await run(["unstage", fixture.workspace, again]).exitCode == 0)
+        #expect(!FileManager.default.fileExists(atPath: again))
+        #expect(try await run(["unstage", fixture.workspace, fixture.workspace + "/release_1"]).exitCode == 2)
+    }
+
     @Test("an unknown phase or a relative workspace is a usage error")
     func usage() async throws {
         #expect(try await run(["explode", workspace]).exitCode == 2)
