@@ -52,21 +52,7 @@ extension RemoteWorker {
         public init() {}
 
         public func run() async throws {
-            let plan: SyncPlan
-            do {
-                plan = try makePlan(environment: ProcessInfo.processInfo.environment)
-            } catch {
-                Diagnostics.fail(error, exitCode: Diagnostics.badInput, verbose: options.verbose)
-            }
-            let interrupt = InterruptSignal()
-            interrupt.install()
-            let runner = SyncRunner(runner: SubprocessRunner(), reporter: TerminalReporter(verbose: options.verbose),
-                                    verbose: options.verbose, interrupt: interrupt)
-            do {
-                print(try await runner.run(plan).summary())
-            } catch {
-                Diagnostics.fail(error, exitCode: Diagnostics.failed, verbose: options.verbose)
-            }
+            await options.perform({ try makePlan(environment: $0) }) { runner, plan in try await runner.run(plan) }
         }
 
         /// Everything local, checked before any connection: config, site, workspace, includes.
@@ -106,20 +92,8 @@ extension RemoteWorker {
         public init() {}
 
         public func run() async throws {
-            let settings: SyncSettings
-            do {
-                settings = try options.settings(environment: ProcessInfo.processInfo.environment)
-            } catch {
-                Diagnostics.fail(error, exitCode: Diagnostics.badInput, verbose: options.verbose)
-            }
-            let interrupt = InterruptSignal()
-            interrupt.install()
-            let runner = SyncRunner(runner: SubprocessRunner(), reporter: TerminalReporter(verbose: options.verbose),
-                                    verbose: options.verbose, interrupt: interrupt)
-            do {
-                print(try await runner.rollback(site: settings.siteName, worker: settings.workers[0]).summary())
-            } catch {
-                Diagnostics.fail(error, exitCode: Diagnostics.failed, verbose: options.verbose)
+            await options.perform({ try options.settings(environment: $0) }) { runner, settings in
+                try await runner.rollback(site: settings.siteName, worker: settings.workers[0])
             }
         }
     }

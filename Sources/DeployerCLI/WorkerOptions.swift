@@ -75,6 +75,30 @@ struct WorkerOptions: ParsableArguments {
     }
 }
 
+extension WorkerOptions {
+    /// Runs one remote-worker operation: `prepare` reads and checks everything local (a failure is
+    /// bad input, exit 2, before any connection), then `operation` runs with SIGINT/SIGTERM handled
+    /// and its summary printed on standard output (a failure exits 1, 3 or 130).
+    func perform<Input>(_ prepare: ([String: String]) throws -> Input,
+                        _ operation: (SyncRunner, Input) async throws -> SyncReport) async {
+        let input: Input
+        do {
+            input = try prepare(ProcessInfo.processInfo.environment)
+        } catch {
+            Diagnostics.fail(error, exitCode: Diagnostics.badInput, verbose: verbose)
+        }
+        let interrupt = InterruptSignal()
+        interrupt.install()
+        let runner = SyncRunner(runner: SubprocessRunner(), reporter: TerminalReporter(verbose: verbose),
+                                verbose: verbose, interrupt: interrupt)
+        do {
+            print(try await operation(runner, input).summary())
+        } catch {
+            Diagnostics.fail(error, exitCode: Diagnostics.failed, verbose: verbose)
+        }
+    }
+}
+
 /// How the CLI reports a failure: one line (with the worker's state when the failure left it
 /// changed), and with --verbose the failing command and its stderr beneath it.
 enum Diagnostics {

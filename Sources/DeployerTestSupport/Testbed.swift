@@ -197,12 +197,7 @@ public enum DeployerTool {
             for try await line in execution.standardOutput.strings() { output += line + "\n" }
             return (output, try await errors)
         }
-        let code: Int32
-        switch result.terminationStatus {
-        case .exited(let status): code = Int32(status)
-        case .signaled(let signal): code = 128 + Int32(signal)
-        }
-        return ToolResult(exitCode: code, standardOutput: result.closureResult.0, standardError: result.closureResult.1)
+        return ToolResult(exitCode: result.terminationStatus.shellExitCode, standardOutput: result.closureResult.0, standardError: result.closureResult.1)
     }
 }
 

@@ -40,14 +40,19 @@ public struct SubprocessRunner: CommandRunning {
                 }
                 return (output, try await errorTail)
             }
-            let code: Int32
-            switch result.terminationStatus {
-            case .exited(let status): code = Int32(status)
-            case .signaled(let signal): code = 128 + Int32(signal)
-            }
-            return CommandOutput(exitCode: code, standardOutput: result.closureResult.0, standardErrorTail: result.closureResult.1)
+            return CommandOutput(exitCode: result.terminationStatus.shellExitCode, standardOutput: result.closureResult.0, standardErrorTail: result.closureResult.1)
         } catch let error as SubprocessError {
             throw CommandLaunchError(command: command.executable, reason: String(describing: error))
+        }
+    }
+}
+
+extension TerminationStatus {
+    /// The status as a shell reports it: the exit code, or 128 + the signal's number.
+    public var shellExitCode: Int32 {
+        switch self {
+        case .exited(let status): Int32(status)
+        case .signaled(let signal): 128 + Int32(signal)
         }
     }
 }
