@@ -159,8 +159,11 @@ public struct SyncRunner: Sendable {
             case 8:
                 operation.workerState = "services stopped"
                 throw SyncError.switchFailed(host: worker.server, release: release, reason: reason)
+            case 5:
+                operation.workerState = "unchanged: stopping the services failed, so the old release was started again"
+                throw connection.failure(step: SyncStep.switchRelease.rawValue, command: command, output: output)
             default:
-                if output.exitCode != 5 { operation.workerState = "unknown: the switch's outcome was not reported; check \(worker.siteDirectory)/.frappe-deployer/switch.log" }
+                operation.workerState = "unknown: the switch's outcome was not reported; see \(worker.siteDirectory)/.frappe-deployer/switch.log on the worker"
                 throw connection.failure(step: SyncStep.switchRelease.rawValue, command: command, output: output)
             }
         }
