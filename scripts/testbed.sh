@@ -115,7 +115,8 @@ cmd_up() {
     # A private mount namespace so the worker has its own /home, as a separate host would.
     local frappe_home="$HOME_DIR/frappe"
     mkdir -p "$frappe_home/.ssh" "$frappe_home/frappe/sites"
-    unshare --mount --propagation private sh -c "mount --bind '$HOME_DIR' /home && exec sleep infinity" &
+    # Its stdio goes nowhere: a caller capturing this script's output must not wait on it.
+    unshare --mount --propagation private sh -c "mount --bind '$HOME_DIR' /home && exec sleep infinity" </dev/null >/dev/null 2>&1 &
     echo $! > "$DIR/holder.pid"
     wait_for 5 test -e "/proc/$(cat "$DIR/holder.pid")/ns/mnt" || die "mount namespace did not start"
     sleep 0.2

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: the spec's sequence, frappe-deployer, and the floor (one bare rsync over an
+# open connection), on a real-size release, over a plain link and a ~50 ms link. Needs root.
+#
+#   scripts/benchmark.sh [PROFILE]      PROFILE: real (default), small, or FILES:MIB
+#
+# Prints the table of ratios and writes it to bench-results.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/testbed.sh install
+swift build -c release --product frappe-deployer
+swift build -c release --product deployer-fixture
+bin=$(swift build -c release --show-bin-path)
+python3 scripts/bench/run.py --tool "$bin/frappe-deployer" --fixture "$bin/deployer-fixture" \
+    --profile "${1:-real}" --output bench-results.md
