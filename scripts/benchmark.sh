@@ -2,7 +2,8 @@
 # Side-by-side benchmark: the spec's sequence, frappe-deployer, and the floor (one bare rsync over an
 # open connection), on a real-size release, over a plain link and a ~50 ms link. Needs root.
 #
-#   scripts/benchmark.sh [PROFILE]      PROFILE: real (default), small, or FILES:MIB
+#   scripts/benchmark.sh [PROFILE [REPEAT]]   PROFILE: real (default), small, or FILES:MIB; REPEAT: runs per
+#                                             contender, median reported (default 3)
 #
 # Prints the table of ratios and writes it to bench-results.md.
 set -euo pipefail
@@ -12,4 +13,4 @@ swift build -c release --product frappe-deployer
 swift build -c release --product deployer-fixture
 bin=$(swift build -c release --show-bin-path)
 python3 scripts/bench/run.py --tool "$bin/frappe-deployer" --fixture "$bin/deployer-fixture" \
-    --profile "${1:-real}" --output bench-results.md
+    --profile "${1:-real}" --repeat "${2:-3}" --output bench-results.md

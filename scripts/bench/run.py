@@ -192,6 +192,10 @@ class Bench:
         if scenario == "nochange" and contender == "floor":
             base = None  # syncing release_1 onto itself
         self.set_current(release)
+        # Flush what earlier runs left in the page cache to disk, so no run pays for another's
+        # write-back (on this machine that alone moved a 575 MiB copy from 3 s to 16 s).
+        os.sync()
+        self.ssh("sync")
         before = self.handshakes()
         if contender == "tool":
             result = self.run_tool(release)
@@ -202,6 +206,11 @@ class Bench:
         time.sleep(0.2)
         result["handshakes"] = self.handshakes() - before
         return result
+
+
+def median_run(runs):
+    """The run with the median wall time (its other figures come with it)."""
+    return sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
 
 
 def fmt_size(value):
@@ -220,6 +229,7 @@ def main():
     parser.add_argument("--links", default="plain,wan")
     parser.add_argument("--scenarios", default="first,nochange,newrelease")
     parser.add_argument("--output", default=None)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender; the median is reported")
     args = parser.parse_args()
 
     bench = Bench(args)
@@ -231,7 +241,13 @@ def main():
             bench.start_link(link)
             try:
                 for scenario in args.scenarios.split(","):
-                    results = {c: bench.measure(c, scenario) for c in ("spec", "tool", "floor")}
+                    runs = {c: [] for c in ("spec", "tool", "floor")}
+                    order = ["spec", "tool", "floor"]
+                    for _ in range(args.repeat):
+                        for contender in order:
+                            runs[contender].append(bench.measure(contender, scenario))
+                        order = order[1:] + order[:1]  # each contender takes each position in turn
+                    results = {c: median_run(r) for c, r in runs.items()}
                     rows.append((link, scenario, results))
                     print(f"{link:5} {scenario:10} " + "  ".join(
                         f"{c}: {r['wall']:.1f}s {fmt_size(r['sent'])} {r['handshakes']}hs" for c, r in results.items()), file=sys.stderr)
@@ -241,7 +257,8 @@ def main():
         testbed("down", WORKER)
         shutil.rmtree(bench.base, ignore_errors=True)
 
-    lines = [f"Fixture: {args.profile} ({bench.file_count} files in the release); wan = {2 * args.one_way_ms:.0f} ms round trip through a delay proxy.",
+    lines = [f"Fixture: {args.profile} ({bench.file_count} files in the release); wan = {2 * args.one_way_ms:.0f} ms round trip through a delay proxy; "
+             f"median of {args.repeat} runs per contender, order rotated, page cache flushed before each run.",
              "",
              "| link | scenario | spec s | tool s | floor s | tool/spec | tool/floor | downtime spec / tool | sent spec / tool / floor | ssh handshakes spec / tool | tool peak memory |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
