@@ -66,7 +66,9 @@ public struct SyncRunner: Sendable {
         let transfers = plan.transfers(base: base)
         let ws = plan.worker.workspacePath
 
-        operation.report.transfers = try await operation.step(.stage, detail: "\(plan.release) beside the running release" + (base.map { ", reusing \($0)" } ?? "")) {
+        let live = facts["current_release"].flatMap { $0.isEmpty ? nil : $0 }
+        let placement = live == nil ? "into a new directory" : "beside the running release"
+        operation.report.transfers = try await operation.step(.stage, detail: "\(plan.release) \(placement)" + (base.map { ", reusing \($0)" } ?? "")) {
             operation.workerState = "unchanged: the old release still runs"
             do {
                 _ = try await connection.run(script, step: SyncStep.stage.rawValue, arguments: ["stage-prepare", ws], onLine: operation.onLine)
@@ -98,7 +100,7 @@ public struct SyncRunner: Sendable {
         operation.report.pruned = try await operation.step(.prune, detail: "keep \(plan.worker.keepReleases)") {
             let facts = try await connection.run(script, step: SyncStep.prune.rawValue,
                                                  arguments: ["prune", ws, String(plan.worker.keepReleases)], onLine: operation.onLine)
-            let pruned = Self.services(facts["pruned"])
+            let pruned = Self.words(facts["pruned"])
             return (pruned, pruned.isEmpty ? "nothing to remove" : "removed \(pruned.joined(separator: ", "))")
         }
     }
@@ -132,7 +134,7 @@ public struct SyncRunner: Sendable {
             let facts = try await connection.run(script, step: SyncStep.startServices.rawValue,
                                                  arguments: ["start", ws, String(Self.settleSeconds)], onLine: operation.onLine)
             operation.report.downtimeSeconds = (ContinuousClock.now - stopStarted).seconds - Double(Self.settleSeconds)
-            let running = Self.services(facts["running"])
+            let running = Self.words(facts["running"])
             return (running, running.joined(separator: ", "))
         }
     }
@@ -168,7 +170,7 @@ public struct SyncRunner: Sendable {
             }
         }
         operation.workerState = "\(release) runs"
-        operation.report.runningServices = Self.services(facts["running"])
+        operation.report.runningServices = Self.words(facts["running"])
         if let signal = interrupt?.received {
             throw operation.fail(.switchRelease, SyncError.interrupted(signal: signal, state: "the switch completed first: \(release) runs"))
         }
@@ -211,8 +213,8 @@ public struct SyncRunner: Sendable {
         }
     }
 
-    /// The words of a space-separated fact, sorted.
-    static func services(_ line: String?) -> [String] {
+    /// The words of a space-separated fact (service or release names), sorted.
+    static func words(_ line: String?) -> [String] {
         (line ?? "").split(separator: " ").map(String.init).sorted()
     }
 }
