@@ -29,7 +29,7 @@ public final class TestbedWorker: @unchecked Sendable {
     public static func up(_ name: String, index: Int, homeSize: String? = nil) async throws -> TestbedWorker {
         _ = try? await testbed(["down", name])
         try await testbed(["up", name, String(index)], environment: homeSize.map { ["FDTB_HOME_SIZE=\($0)"] } ?? [])
-        let facts = WorkerConnectionFacts.parse(try await testbed(["env", name]))
+        let facts = WorkerConnection.facts(try await testbed(["env", name]))
         return TestbedWorker(name: name, facts: facts)
     }
 
@@ -134,24 +134,13 @@ public struct Heartbeat: Sendable, Equatable {
     public var time: Int
 
     init?(_ line: String) {
-        let fields = WorkerConnectionFacts.parse(line.replacingOccurrences(of: " ", with: "\n"))
+        let fields = WorkerConnection.facts(line.replacingOccurrences(of: " ", with: "\n"))
         guard let release = fields["release"], let service = fields["service"], let time = fields["time"].flatMap(Int.init) else { return nil }
         self.release = release
         self.service = service
         redisQueue = fields["redis_queue"] ?? ""
         dbHost = fields["db_host"] ?? ""
         self.time = time
-    }
-}
-
-enum WorkerConnectionFacts {
-    static func parse(_ text: String) -> [String: String] {
-        var facts: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            facts[String(line[..<equals])] = String(line[line.index(after: equals)...])
-        }
-        return facts
     }
 }
 

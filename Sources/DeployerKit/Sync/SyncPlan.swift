@@ -2,7 +2,6 @@ import Foundation
 
 /// The steps of a sync and of a rollback.
 public enum SyncStep: String, Sendable, CaseIterable {
-    case validate = "validate"
     case connect = "connect"
     case preflight = "check worker"
     case stage = "stage"

@@ -169,7 +169,6 @@ preflight() {
     printf 'previous_release=%s\n' "$(value previous "$state/releases")"
     printf 'releases=%s\n' "$releases"
     printf 'running=%s\n' "$(running_services 2>/dev/null || true)"
-    printf 'flock=%s\n' "$(command -v flock >/dev/null 2>&1 && echo yes || echo no)"
 }
 
 lock() {
