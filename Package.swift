@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .executableTarget(
@@ -30,6 +31,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Yams", package: "Yams"),
             ],
             resources: [.copy("Remote/Scripts")]
         ),
@@ -41,7 +43,7 @@ let package = Package(
             name: "DeployerTestSupport",
             dependencies: ["DeployerKit", .product(name: "Subprocess", package: "swift-subprocess")]
         ),
-        .testTarget(name: "DeployerKitTests", dependencies: ["DeployerKit", "DeployerTestSupport"]),
+        .testTarget(name: "DeployerKitTests", dependencies: ["DeployerKit", "DeployerTestSupport", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "DeployerCLITests", dependencies: ["DeployerCLI", "DeployerKit"]),
         // Depends on the executable so the binary it drives is built first.
         .testTarget(name: "IntegrationTests", dependencies: ["DeployerKit", "DeployerTestSupport", "frappe-deployer"]),

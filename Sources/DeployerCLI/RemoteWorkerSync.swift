@@ -30,6 +30,7 @@ extension RemoteWorker {
         )
 
         @OptionGroup var options: WorkerOptions
+        @OptionGroup var switching: SwitchOptions
 
         @Option(name: [.customLong("include-dir"), .customShort("d")], help: "Additional directory to sync, relative to the workspace (repeatable).")
         var includeDirs: [String] = []
@@ -58,6 +59,7 @@ extension RemoteWorker {
         /// Everything local, checked before any connection: config, site, workspace, includes.
         func makePlan(environment: [String: String]) throws -> SyncPlan {
             let settings = try options.settings(environment: environment) { flags in
+                switching.apply(to: &flags)
                 flags.worker.includeDirs = includeDirs
                 flags.worker.includeFiles = includeFiles
                 flags.worker.excludePatterns = excludes
@@ -88,11 +90,12 @@ extension RemoteWorker {
         )
 
         @OptionGroup var options: WorkerOptions
+        @OptionGroup var switching: SwitchOptions
 
         public init() {}
 
         public func run() async throws {
-            await options.perform({ try options.settings(environment: $0) }) { runner, settings in
+            await options.perform({ try options.settings(environment: $0, adjust: switching.apply) }) { runner, settings in
                 try await runner.rollback(site: settings.siteName, worker: settings.workers[0])
             }
         }

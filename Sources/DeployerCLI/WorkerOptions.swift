@@ -31,12 +31,6 @@ struct WorkerOptions: ParsableArguments {
     @Flag(name: .customLong("accept-new-host-key"), help: "Trust the worker's host key if none is known yet (never a changed one).")
     var acceptNewHostKey = false
 
-    @Option(name: .customLong("lock-wait"), help: ArgumentHelp("Seconds to wait for another sync's lock on the worker. (default: 0)", valueName: "seconds"))
-    var lockWait: Int?
-
-    @Option(name: .customLong("stop-timeout"), help: ArgumentHelp("Seconds each service gets to stop. (default: bench's own: long-worker 1560, other workers 360)", valueName: "seconds"))
-    var stopTimeout: Int?
-
     @Option(name: .customLong("config-path"), help: "Path to the TOML configuration file.")
     var configPath: String?
 
@@ -50,7 +44,7 @@ struct WorkerOptions: ParsableArguments {
         flags.benchesPath = benchesPath
         flags.worker = RemoteWorkerConfig(
             server: server, sshUser: sshUser, sshPort: sshPort, workspacePath: workspacePath, sshConfig: sshConfig,
-            sshOptions: sshOptions, stopTimeout: stopTimeout, lockWait: lockWait)
+            sshOptions: sshOptions)
         flags.acceptNewHostKey = acceptNewHostKey
         flags.verbose = verbose
         return flags
@@ -72,6 +66,20 @@ struct WorkerOptions: ParsableArguments {
             throw ConfigError.invalidValue(source: "ssh_config", keyPath: "ssh_config", problem: "\(config) is not a readable file")
         }
         return settings
+    }
+}
+
+/// Options of the commands that switch a worker's services (sync, rollback).
+struct SwitchOptions: ParsableArguments {
+    @Option(name: .customLong("lock-wait"), help: ArgumentHelp("Seconds to wait for another sync's lock on the worker. (default: 0)", valueName: "seconds"))
+    var lockWait: Int?
+
+    @Option(name: .customLong("stop-timeout"), help: ArgumentHelp("Seconds each service gets to stop. (default: bench's own: long-worker 1560, other workers 360)", valueName: "seconds"))
+    var stopTimeout: Int?
+
+    func apply(to flags: inout SyncOverrides) {
+        flags.worker.lockWait = lockWait
+        flags.worker.stopTimeout = stopTimeout
     }
 }
 

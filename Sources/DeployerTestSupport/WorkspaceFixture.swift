@@ -54,10 +54,11 @@ public struct WorkspaceFixture: Sendable {
     /// Creates the site dir, deployment-data and a first release, and points frappe-bench at it.
     @discardableResult
     public static func create(benchesPath: String, site: String, release: String = "release_20261120_101500",
-                              profile: FixtureProfile = .small, mainAddress: String = "10.213.0.1") throws -> WorkspaceFixture {
+                              profile: FixtureProfile = .small, mainAddress: String = "10.213.0.1",
+                              workerConfigs: Bool = true) throws -> WorkspaceFixture {
         let fixture = WorkspaceFixture(benchesPath: benchesPath, site: site, mainAddress: mainAddress)
         try fixture.makeSiteDirectory()
-        try fixture.makeDeploymentData()
+        try fixture.makeDeploymentData(workerConfigs: workerConfigs)
         try fixture.addRelease(release, profile: profile, seed: 1)
         try fixture.activate(release)
         return fixture
@@ -69,12 +70,17 @@ public struct WorkspaceFixture: Sendable {
         try write("\(siteDirectory)/docker-compose.workers.yml", "services: {}\n")
     }
 
-    func makeDeploymentData() throws {
+    /// `workerConfigs: false` leaves the `.workers.json` files to `remote-worker enable`.
+    func makeDeploymentData(workerConfigs: Bool) throws {
         let sites = "\(deploymentData)/sites"
         try write("\(sites)/common_site_config.json", json(["redis_queue": "redis://redis-queue:6379", "redis_cache": "redis://redis-cache:6379", "socketio_port": "9000"]))
-        try write("\(sites)/common_site_config.workers.json", json(["redis_queue": workersRedisQueue, "redis_cache": "redis://redis-cache:6379", "socketio_port": "9000"]))
+        if workerConfigs {
+            try write("\(sites)/common_site_config.workers.json", json(["redis_queue": workersRedisQueue, "redis_cache": "redis://redis-cache:6379", "socketio_port": "9000"]))
+        }
         try write("\(sites)/\(site)/site_config.json", json(["db_host": "global-db", "db_name": "_site_db", "db_password": "fixture-secret"]))
-        try write("\(sites)/\(site)/site_config.workers.json", json(["db_host": mainAddress, "db_name": "_site_db", "db_password": "fixture-secret"]))
+        if workerConfigs {
+            try write("\(sites)/\(site)/site_config.workers.json", json(["db_host": mainAddress, "db_name": "_site_db", "db_password": "fixture-secret"]))
+        }
         // Large user files: never synced.
         try write("\(sites)/\(site)/public/files/upload-photo.jpg", String(repeating: "u", count: 20_000))
         try write("\(sites)/\(site)/private/files/contract.pdf", String(repeating: "p", count: 20_000))
@@ -238,8 +244,8 @@ public struct WorkspaceFixture: Sendable {
         bench=/workspace/frappe-bench
         logs=/workspace/deployment-data/logs
         while :; do
-            queue=$(sed -n 's/.*"redis_queue": *"\\([^"]*\\)".*/\\1/p' "$bench/sites/common_site_config.json" 2>/dev/null | head -n 1)
-            db=$(sed -n 's/.*"db_host": *"\\([^"]*\\)".*/\\1/p' "$bench/sites/\(site)/site_config.json" 2>/dev/null | head -n 1)
+            queue=$(sed -n 's/.*"redis_queue" *: *"\\([^"]*\\)".*/\\1/p' "$bench/sites/common_site_config.json" 2>/dev/null | head -n 1)
+            db=$(sed -n 's/.*"db_host" *: *"\\([^"]*\\)".*/\\1/p' "$bench/sites/\(site)/site_config.json" 2>/dev/null | head -n 1)
             mkdir -p "$logs"
             printf 'release=%s service=%s redis_queue=%s db_host=%s time=%s\\n' "$release" "$service" "$queue" "$db" "$(date +%s)" > "$logs/.hb-$service.tmp.log"
             mv "$logs/.hb-$service.tmp.log" "$logs/heartbeat-$service.log"

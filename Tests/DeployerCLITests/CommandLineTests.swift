@@ -28,8 +28,8 @@ struct CommandLineTests {
         #expect(sync.excludes == ["*.iso"])
         #expect(sync.strategy == "in-place")
         #expect(sync.keepReleases == 5)
-        #expect(sync.options.lockWait == 30)
-        #expect(sync.options.stopTimeout == 20)
+        #expect(sync.switching.lockWait == 30)
+        #expect(sync.switching.stopTimeout == 20)
         #expect(sync.bandwidthLimit == 5000)
         #expect(sync.options.sshOptions == ["ServerAliveInterval=5"])
     }
@@ -39,7 +39,7 @@ struct CommandLineTests {
         let command = try FrappeDeployer.parseAsRoot(["remote-worker", "rollback", "a.test", "-s", "h", "--lock-wait", "5"])
         let rollback = try #require(command as? RemoteWorker.Rollback)
         #expect(rollback.options.server == "h")
-        #expect(rollback.options.lockWait == 5)
+        #expect(rollback.switching.lockWait == 5)
         #expect(RemoteWorker.helpMessage().contains("rollback"))
     }
 
