@@ -10,6 +10,11 @@
 #   scripts/testbed.sh site NAME SITE     give worker NAME an FM bench dir for SITE (compose files)
 #   scripts/testbed.sh env NAME           print the worker's facts as shell assignments
 #   scripts/testbed.sh link NAME up|down  restore or cut the worker's network (on its side)
+#   scripts/testbed.sh route A B          let hosts A and B reach each other (through this host)
+#   scripts/testbed.sh redis-image NAME   give host NAME's Docker an image that runs a real Redis
+#
+# A host made by `up` can also play the main server (tests run the tool inside its namespace):
+# its Docker engine publishes ports with Docker's userland proxy.
 #
 # Everything a worker owns lives under $FDTB_ROOT/NAME (default /var/tmp/fdtb): keys, configs,
 # pid files, the worker's /home and Docker's data. Only processes started here are stopped here,
@@ -41,6 +46,7 @@ cmd_install() {
     command -v ip >/dev/null || missing+=(iproute2)
     command -v nsenter >/dev/null || missing+=(util-linux)
     command -v tini >/dev/null || missing+=(tini)
+    command -v redis-cli >/dev/null && [ -x /usr/bin/redis-check-rdb ] || missing+=(redis-server)
     if [ ${#missing[@]} -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -144,7 +150,7 @@ EOF
         dockerd --host "unix://$sock" --group frappe \
         --data-root "$DIR/docker" --exec-root "$DIR/exec" --pidfile "$DIR/run/dockerd.pid" \
         --storage-driver vfs --iptables=false --ip6tables=false --ip-masq=false \
-        --bridge none --userland-proxy=false \
+        --bridge none \
         >"$DIR/dockerd.log" 2>&1 &
     echo $! > "$DIR/dockerd.pid"
     wait_for 30 docker -H "unix://$sock" info || { tail -20 "$DIR/dockerd.log" >&2; die "dockerd did not start"; }
@@ -286,6 +292,41 @@ cmd_down() {
     echo "testbed: worker $NAME down"
 }
 
+# Routes between two testbed hosts through this host: forwarding is turned on for their two
+# host-side interfaces only (never the host's global ip_forward), and each namespace learns the
+# other's /30. Removed with the hosts' links.
+cmd_route() {
+    need_root
+    local a b ia ib
+    paths "$1"; [ -e "$DIR/up" ] || die "host $NAME is not up"; a=$NS; ia=$(cat "$DIR/index")
+    paths "$2"; [ -e "$DIR/up" ] || die "host $NAME is not up"; b=$NS; ib=$(cat "$DIR/index")
+    sysctl -q -w "net.ipv4.conf.fdh$ia.forwarding=1" "net.ipv4.conf.fdh$ib.forwarding=1"
+    ip netns exec "$a" ip route replace "10.213.$ib.0/30" via "10.213.$ia.1"
+    ip netns exec "$b" ip route replace "10.213.$ia.0/30" via "10.213.$ib.1"
+}
+
+# A Docker image running the host's own redis-server (no registry is reachable): the binary,
+# the libraries ldd names, and busybox for a shell.
+cmd_redis_image() {
+    need_root
+    paths "$1"
+    [ -e "$DIR/up" ] || die "host $NAME is not up"
+    local sock="unix://$DIR/run/docker.sock" rootfs="$DIR/redis-rootfs" bin lib
+    docker -H "$sock" image inspect fdtb/redis:latest >/dev/null 2>&1 && return 0
+    bin=$(readlink -f /usr/bin/redis-server)
+    rm -rf "$rootfs"
+    mkdir -p "$rootfs/bin" "$rootfs/data" "$rootfs/tmp"
+    cp "$bin" "$rootfs/bin/redis-server"
+    cp /bin/busybox "$rootfs/bin/busybox"
+    ln -s busybox "$rootfs/bin/sh"
+    for lib in $(ldd "$bin" | awk '/=> \//{print $3} /^\t\/lib/{print $1}'); do
+        mkdir -p "$rootfs$(dirname "$lib")"
+        cp -L "$lib" "$rootfs$lib"
+    done
+    tar -C "$rootfs" -c . | docker -H "$sock" import -c 'CMD ["/bin/redis-server"]' - fdtb/redis:latest >/dev/null
+    rm -rf "$rootfs"
+}
+
 # Cuts or restores the worker's network on its own side (packets to it are dropped, not rerouted).
 cmd_link() {
     need_root
@@ -313,6 +354,8 @@ case "${1:-}" in
     site) [ $# -eq 3 ] || die "usage: site NAME SITE"; cmd_site "$2" "$3" ;;
     down) [ $# -eq 2 ] || die "usage: down NAME"; cmd_down "$2" ;;
     env) [ $# -eq 2 ] || die "usage: env NAME"; cmd_env "$2" ;;
+    route) [ $# -eq 3 ] || die "usage: route A B"; cmd_route "$2" "$3" ;;
+    redis-image) [ $# -eq 2 ] || die "usage: redis-image NAME"; cmd_redis_image "$2" ;;
     link) { [ $# -eq 3 ] && { [ "$3" = up ] || [ "$3" = down ]; }; } || die "usage: link NAME up|down"; cmd_link "$2" "$3" ;;
-    *) die "usage: testbed.sh install | up NAME INDEX | site NAME SITE | down NAME | env NAME | link NAME up|down" ;;
+    *) die "usage: testbed.sh install | up NAME INDEX | site NAME SITE | down NAME | env NAME | link NAME up|down | route A B | redis-image NAME" ;;
 esac

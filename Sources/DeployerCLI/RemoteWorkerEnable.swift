@@ -66,7 +66,7 @@ extension RemoteWorker {
             let sync = try options.settings(environment: environment)
             for (flag, value) in [("--advertise-address", advertiseAddress), ("--bind-address", bindAddress)] {
                 if let value, !NetworkProbe.isNumericAddress(value) {
-                    throw ValidationError("\(flag) '\(value)' is not an IP address")
+                    throw ValidationError("\(flag) '\(value)' is not an IP address: give the numeric address (IPv4 or IPv6)")
                 }
             }
             let home = environment["HOME"] ?? NSHomeDirectory()

@@ -58,6 +58,25 @@ public final class TestbedWorker: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// Lets this host and `other` reach each other (routed through the machine's side of their links).
+    public func route(to other: TestbedWorker) async throws {
+        try await Self.testbed(["route", name, other.name])
+    }
+
+    /// Gives this host's Docker engine `fdtb/redis`, an image that runs a real redis-server.
+    public func addRedisImage() async throws {
+        try await Self.testbed(["redis-image", name])
+    }
+
+    /// The network namespace this host lives in (for `ip netns exec`).
+    public var namespace: String { "fdtb-\(name)" }
+
+    /// Runs a program inside this host's network namespace (with its Docker engine as DOCKER_HOST).
+    public func inNamespace(_ executable: String, _ arguments: [String]) async throws -> CommandOutput {
+        try await SubprocessRunner().run(DeployerKit.Command("/usr/bin/env", [
+            "DOCKER_HOST=\(dockerHost)", "ip", "netns", "exec", namespace, executable] + arguments))
+    }
+
     /// Gives the worker an FM bench dir for `site` with FM's compose files.
     public func addSite(_ site: String) async throws {
         try await Self.testbed(["site", name, site])
@@ -163,14 +182,16 @@ public enum DeployerTool {
     /// Runs the tool with `arguments`; the environment is the test's minus FRAPPE_DEPLOYER_* plus
     /// `environment`. Every line of standard error is kept and, as it arrives, passed to `onError`
     /// with the tool's pid, so a test can act (send a signal, cut the network) at a given step.
-    public static func run(_ arguments: [String], environment: [String: String] = [:],
+    /// `namespace` runs it inside that network namespace (a testbed host playing the main server).
+    public static func run(_ arguments: [String], environment: [String: String] = [:], namespace: String? = nil,
                            onError: (@Sendable (String, pid_t) -> Void)? = nil) async throws -> ToolResult {
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FRAPPE_DEPLOYER_") }
         env.merge(environment) { $1 }
         let assignments = env.map { "\($0.key)=\($0.value)" }
-        // env(1) execs the tool, so the pid is the tool's own.
+        // env(1) and ip-netns-exec exec the tool, so the pid is the tool's own.
+        let invocation = (namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] } ?? []) + ["/usr/bin/env", "-i"] + assignments + [path] + arguments
         let result = try await Subprocess.run(
-            .path("/usr/bin/env"), arguments: Arguments(["-i"] + assignments + [path] + arguments),
+            .path(.init(invocation[0])), arguments: Arguments(Array(invocation.dropFirst())),
             input: .none, output: .sequence, error: .sequence
         ) { execution in
             let pid = execution.processIdentifier.value

@@ -288,7 +288,7 @@ public struct WorkspaceFixture: Sendable {
 /// A fixture could not be written.
 public struct FixtureError: Error, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// A small, fast, seedable generator, so fixtures are the same on every machine.
