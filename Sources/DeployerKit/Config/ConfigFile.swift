@@ -17,12 +17,16 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
     public var stopTimeout: Int?
     public var lockWait: Int?
     public var bandwidthLimit: Int?
+    /// Seconds services must stay up after a start (health check).
+    public var settle: Int?
+    /// Whether this worker runs `schedule` (one scheduler per site).
+    public var scheduler: Bool?
 
     public init(
         server: String? = nil, sshUser: String? = nil, sshPort: Int? = nil, workspacePath: String? = nil,
         sshConfig: String? = nil, includeDirs: [String] = [], includeFiles: [String] = [],
         excludePatterns: [String] = [], sshOptions: [String] = [], strategy: String? = nil, keepReleases: Int? = nil,
-        stopTimeout: Int? = nil, lockWait: Int? = nil, bandwidthLimit: Int? = nil
+        stopTimeout: Int? = nil, lockWait: Int? = nil, bandwidthLimit: Int? = nil, settle: Int? = nil, scheduler: Bool? = nil
     ) {
         self.server = server
         self.sshUser = sshUser
@@ -38,24 +42,29 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
         self.stopTimeout = stopTimeout
         self.lockWait = lockWait
         self.bandwidthLimit = bandwidthLimit
+        self.settle = settle
+        self.scheduler = scheduler
     }
 }
 
 /// The TOML configuration file: the site, the local benches root and the site's remote workers.
 ///
-/// `remoteWorkers` is a list so that several workers per site can be added without changing callers;
-/// today the file holds one `[remote_worker]` table.
+/// `[remote_worker]` (one table) or `[[remote_worker]]` (an array of tables, one per worker).
 public struct ConfigFile: Sendable, Equatable {
     public var path: String
     public var siteName: String?
     public var benchesPath: String?
     public var remoteWorkers: [RemoteWorkerConfig]
+    /// How many workers sync at once.
+    public var parallel: Int?
+    /// Stop starting workers after the first failure.
+    public var failFast: Bool?
 
-    static let topLevelKeys = ["site_name", "benches_path", "remote_worker"]
+    static let topLevelKeys = ["site_name", "benches_path", "remote_worker", "parallel", "fail_fast"]
     static let workerKeys = [
         "server", "ssh_user", "ssh_port", "workspace_path", "ssh_config",
         "include_dirs", "include_files", "exclude_patterns", "ssh_options",
-        "strategy", "keep_releases", "stop_timeout", "lock_wait", "bwlimit",
+        "strategy", "keep_releases", "stop_timeout", "lock_wait", "bwlimit", "settle", "scheduler",
     ]
 
     public init(path: String, siteName: String? = nil, benchesPath: String? = nil, remoteWorkers: [RemoteWorkerConfig] = []) {
@@ -96,11 +105,21 @@ public struct ConfigFile: Sendable, Equatable {
         var file = ConfigFile(path: path)
         file.siteName = try reader.string("site_name")
         file.benchesPath = try reader.string("benches_path")
+        file.parallel = try reader.int("parallel")
+        file.failFast = try reader.bool("fail_fast")
         if let value = table["remote_worker"] {
-            guard let workerTable = value.table else {
-                throw .wrongType(source: path, keyPath: "remote_worker", expected: "a table ([remote_worker])", found: describe(value.type))
+            if let workerTable = value.table {
+                file.remoteWorkers = [try worker(TableReader(source: path, prefix: "remote_worker.", table: workerTable))]
+            } else if let array = value.array {
+                for (index, element) in array.enumerated() {
+                    guard let workerTable = element.table else {
+                        throw .wrongType(source: path, keyPath: "remote_worker[\(index)]", expected: "a table ([[remote_worker]])", found: describe(element.type))
+                    }
+                    file.remoteWorkers.append(try worker(TableReader(source: path, prefix: "remote_worker[\(index)].", table: workerTable)))
+                }
+            } else {
+                throw .wrongType(source: path, keyPath: "remote_worker", expected: "a table ([remote_worker] or [[remote_worker]])", found: describe(value.type))
             }
-            file.remoteWorkers = [try worker(TableReader(source: path, prefix: "remote_worker.", table: workerTable))]
         }
         return file
     }
@@ -121,7 +140,9 @@ public struct ConfigFile: Sendable, Equatable {
             keepReleases: try reader.int("keep_releases"),
             stopTimeout: try reader.int("stop_timeout"),
             lockWait: try reader.int("lock_wait"),
-            bandwidthLimit: try reader.int("bwlimit")
+            bandwidthLimit: try reader.int("bwlimit"),
+            settle: try reader.int("settle"),
+            scheduler: try reader.bool("scheduler")
         )
     }
 
@@ -162,6 +183,14 @@ private struct TableReader {
             throw .wrongType(source: source, keyPath: prefix + key, expected: "an integer", found: ConfigFile.describe(value.type))
         }
         return int
+    }
+
+    func bool(_ key: String) throws(ConfigError) -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard value.type == .bool, let bool = value.bool else {
+            throw .wrongType(source: source, keyPath: prefix + key, expected: "true or false", found: ConfigFile.describe(value.type))
+        }
+        return bool
     }
 
     func strings(_ key: String) throws(ConfigError) -> [String] {

@@ -23,6 +23,7 @@ public enum SettingsResolver {
         ("FRAPPE_DEPLOYER_STOP_TIMEOUT", "remote_worker.stop_timeout"),
         ("FRAPPE_DEPLOYER_LOCK_WAIT", "remote_worker.lock_wait"),
         ("FRAPPE_DEPLOYER_BWLIMIT", "remote_worker.bwlimit"),
+        ("FRAPPE_DEPLOYER_SETTLE", "remote_worker.settle"),
     ]
 
     /// The config file path named by the environment, if any (flags win over it).
@@ -59,7 +60,8 @@ public enum SettingsResolver {
             includeDirs: list("FRAPPE_DEPLOYER_INCLUDE_DIRS"), includeFiles: list("FRAPPE_DEPLOYER_INCLUDE_FILES"),
             excludePatterns: list("FRAPPE_DEPLOYER_EXCLUDE_PATTERNS"), strategy: value("FRAPPE_DEPLOYER_STRATEGY"),
             keepReleases: try integer("FRAPPE_DEPLOYER_KEEP_RELEASES"), stopTimeout: try integer("FRAPPE_DEPLOYER_STOP_TIMEOUT"),
-            lockWait: try integer("FRAPPE_DEPLOYER_LOCK_WAIT"), bandwidthLimit: try integer("FRAPPE_DEPLOYER_BWLIMIT"))
+            lockWait: try integer("FRAPPE_DEPLOYER_LOCK_WAIT"), bandwidthLimit: try integer("FRAPPE_DEPLOYER_BWLIMIT"),
+            settle: try integer("FRAPPE_DEPLOYER_SETTLE"))
         return (value("FRAPPE_DEPLOYER_SITE_NAME"), value("FRAPPE_DEPLOYER_BENCHES_PATH"), worker, warnings)
     }
 
@@ -68,7 +70,6 @@ public enum SettingsResolver {
         flags: SyncOverrides, environment: [String: String], file: ConfigFile?, home: String
     ) throws(ConfigError) -> SyncSettings {
         let env = try environmentLayer(environment)
-        let fileWorker = file?.remoteWorkers.first ?? RemoteWorkerConfig()
         let fileSource = file?.path ?? "config"
 
         // Site name: the argument and the file must agree when both are given.
@@ -88,21 +89,72 @@ public enum SettingsResolver {
             throw .invalidValue(source: "benches_path", keyPath: "benches_path", problem: "'\(benches)' must be an absolute path (or start with ~)")
         }
 
-        let layers = [fileWorker, env.worker, flags.worker]
+        // Which workers: --server (repeatable) or FRAPPE_DEPLOYER_SERVER (comma-separated) name them,
+        // each taking its settings from the file's entry with that server (or the file's only
+        // entry); otherwise every [[remote_worker]] entry of the file.
+        let fileEntries = file?.remoteWorkers ?? []
+        let envServers = (env.worker.server ?? "").split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
+        let flagServers = flags.servers.isEmpty ? (flags.worker.server.map { [$0] } ?? []) : flags.servers
+        var envWorker = env.worker
+        envWorker.server = nil
+        var flagWorker = flags.worker
+        flagWorker.server = nil
+        let entries: [(file: RemoteWorkerConfig, server: String?, origin: String)]
+        if !flagServers.isEmpty || !envServers.isEmpty {
+            let named = flagServers.isEmpty ? envServers : flagServers
+            let origin = flagServers.isEmpty ? "environment FRAPPE_DEPLOYER_SERVER" : "option --server"
+            entries = named.map { server in
+                (fileEntries.first { $0.server?.trimmed == server.trimmed } ?? (fileEntries.count == 1 ? fileEntries[0] : RemoteWorkerConfig()), server, origin)
+            }
+        } else if fileEntries.isEmpty {
+            entries = [(RemoteWorkerConfig(), nil, fileSource)]
+        } else {
+            entries = fileEntries.enumerated().map { index, entry in
+                (entry, nil, fileEntries.count == 1 ? "\(fileSource) remote_worker.server" : "\(fileSource) remote_worker[\(index)].server")
+            }
+        }
+        var workers: [WorkerSettings] = []
+        for entry in entries {
+            let worker = try resolveWorker(file: entry.file, env: envWorker, flags: flags, flagWorker: flagWorker,
+                                           server: entry.server, serverOrigin: entry.origin, fileSource: fileSource, siteName: siteName, home: home)
+            if let twin = workers.first(where: { $0.server == worker.server && $0.sshPort == worker.sshPort }) {
+                throw .conflict(message: "worker \(twin.server) port \(twin.sshPort) is listed twice: name each worker once")
+            }
+            workers.append(worker)
+        }
+        var settings = SyncSettings(siteName: siteName, benchesPath: trimTrailingSlash(benches), workers: workers, verbose: flags.verbose)
+        settings.warnings = env.warnings
+        settings.parallel = try positive(flags.parallel ?? file?.parallel, name: "parallel", source: flags.parallel != nil ? "option --parallel" : fileSource) ?? 4
+        settings.failFast = flags.failFast || (file?.failFast ?? false)
+        return settings
+    }
+
+    private static func positive(_ value: Int?, name: String, source: String) throws(ConfigError) -> Int? {
+        guard let value else { return nil }
+        guard value >= 1 else { throw .invalidValue(source: source, keyPath: name, problem: "\(value) is below the minimum of 1") }
+        return value
+    }
+
+    /// One worker's settings from its file entry, the environment and the flags.
+    private static func resolveWorker(
+        file fileWorker: RemoteWorkerConfig, env: RemoteWorkerConfig, flags: SyncOverrides, flagWorker: RemoteWorkerConfig,
+        server named: String?, serverOrigin: String, fileSource: String, siteName: String, home: String
+    ) throws(ConfigError) -> WorkerSettings {
+        let layers = [fileWorker, env, flagWorker]
         func pick<T>(_ keyPath: KeyPath<RemoteWorkerConfig, T?>) -> T? {
             layers.reversed().lazy.compactMap { $0[keyPath: keyPath] }.first
         }
         func origin<T>(_ keyPath: KeyPath<RemoteWorkerConfig, T?>, flag: String, variable: String, key: String) -> String {
-            if flags.worker[keyPath: keyPath] != nil { return "option \(flag)" }
-            if env.worker[keyPath: keyPath] != nil { return "environment \(variable)" }
+            if flagWorker[keyPath: keyPath] != nil { return "option \(flag)" }
+            if env[keyPath: keyPath] != nil { return "environment \(variable)" }
             return "\(fileSource) remote_worker.\(key)"
         }
 
-        guard let server = pick(\.server)?.trimmed, !server.isEmpty else {
+        guard let server = (named ?? fileWorker.server)?.trimmed, !server.isEmpty else {
             throw .missing(keyPath: "worker server", hint: "give --server, FRAPPE_DEPLOYER_SERVER, or server in [remote_worker] of the config file")
         }
         if let problem = InputRules.serverProblem(server) {
-            throw .invalidValue(source: origin(\.server, flag: "--server", variable: "FRAPPE_DEPLOYER_SERVER", key: "server"), keyPath: "server",
+            throw .invalidValue(source: serverOrigin, keyPath: "server",
                                 problem: "server '\(server.escapedForMessage)' is not valid: \(problem)")
         }
         let user = pick(\.sshUser) ?? "frappe"
@@ -169,17 +221,17 @@ public enum SettingsResolver {
         worker.stopTimeout = try count(\.stopTimeout, flag: "--stop-timeout", variable: "FRAPPE_DEPLOYER_STOP_TIMEOUT", key: "stop_timeout", minimum: 0)
         worker.lockWait = try count(\.lockWait, flag: "--lock-wait", variable: "FRAPPE_DEPLOYER_LOCK_WAIT", key: "lock_wait", minimum: 0) ?? 0
         worker.bandwidthLimit = try count(\.bandwidthLimit, flag: "--bwlimit", variable: "FRAPPE_DEPLOYER_BWLIMIT", key: "bwlimit", minimum: 1)
+        worker.settleSeconds = try count(\.settle, flag: "--settle", variable: "FRAPPE_DEPLOYER_SETTLE", key: "settle", minimum: 0) ?? 2
+        worker.scheduler = pick(\.scheduler) ?? true
         for layer in layers {
             for option in layer.sshOptions {
                 if let problem = SSHCommand.optionProblem(option) {
-                    throw .invalidValue(source: layer == flags.worker ? "option --ssh-option" : fileSource, keyPath: "ssh_options", problem: problem)
+                    throw .invalidValue(source: layer == flagWorker ? "option --ssh-option" : fileSource, keyPath: "ssh_options", problem: problem)
                 }
                 worker.sshOptions.appendUnique(option)
             }
         }
-        var settings = SyncSettings(siteName: siteName, benchesPath: trimTrailingSlash(benches), workers: [worker], verbose: flags.verbose)
-        settings.warnings = env.warnings
-        return settings
+        return worker
     }
 
     private static func source(flag: String?, env: String?, file: String, argument: String, variable: String) -> String {

@@ -7,6 +7,10 @@ public struct SyncSettings: Sendable, Equatable {
     public var verbose: Bool
     /// Things said about the input that did not stop the sync (unknown environment variables).
     public var warnings: [String] = []
+    /// How many workers sync at once.
+    public var parallel = 4
+    /// After the first failed worker, start no more (the running ones finish).
+    public var failFast = false
 
     public init(siteName: String, benchesPath: String, workers: [WorkerSettings], verbose: Bool = false) {
         self.siteName = siteName
@@ -52,6 +56,10 @@ public struct WorkerSettings: Sendable, Equatable {
     public var lockWait = 0
     /// rsync --bwlimit in KiB/s, so a sync cannot saturate the main server's link.
     public var bandwidthLimit: Int?
+    /// Seconds services must stay up after a start, without restarting, to count as healthy.
+    public var settleSeconds = 2
+    /// Whether this worker runs `schedule`; a site wants exactly one scheduler.
+    public var scheduler = true
 
     public init(
         server: String, sshUser: String = "frappe", sshPort: Int = 22, workspacePath: String,
@@ -84,6 +92,10 @@ public struct SyncOverrides: Sendable, Equatable {
     public var siteName: String?
     public var benchesPath: String?
     public var worker = RemoteWorkerConfig()
+    /// `--server`, repeatable: the workers of this run (settings from their file entries).
+    public var servers: [String] = []
+    public var parallel: Int?
+    public var failFast = false
     public var acceptNewHostKey = false
     public var verbose = false
 

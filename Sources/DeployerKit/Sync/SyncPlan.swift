@@ -20,6 +20,8 @@ public struct SyncPlan: Sendable, Equatable {
     public var worker: WorkerSettings
     /// Names this sync on the worker (its lock and its staging directory).
     public var token: String
+    /// What the started services must reach (checked from the worker after the start).
+    public var dependencies: [WorkerDependency] = []
 
     public var release: String { workspace.releaseName }
     public var strategy: SyncStrategy { worker.strategy }
@@ -27,8 +29,9 @@ public struct SyncPlan: Sendable, Equatable {
     public var stagingPath: String { "\(worker.workspacePath)/.fd-staging-\(release)-\(token)" }
 
     /// Builds the plan for one worker from checked settings and a located workspace.
-    public static func make(workspace: LocalWorkspace, worker: WorkerSettings, token: String = SyncPlan.newToken()) -> SyncPlan {
-        SyncPlan(site: workspace.siteName, workspace: workspace, worker: worker, token: token)
+    public static func make(workspace: LocalWorkspace, worker: WorkerSettings, dependencies: [WorkerDependency] = [],
+                            token: String = SyncPlan.newToken()) -> SyncPlan {
+        SyncPlan(site: workspace.siteName, workspace: workspace, worker: worker, token: token, dependencies: dependencies)
     }
 
     /// A short random name: enough to tell concurrent syncs apart.
@@ -81,4 +84,12 @@ public struct SyncPlan: Sendable, Equatable {
 
     /// `stop_timeout` as the worker script takes it ("-" for bench's per-service waits).
     var stopTimeoutArgument: String { worker.stopTimeout.map(String.init) ?? "-" }
+
+    /// The worker script's start arguments: SETTLE SCHEDULER DEPS.
+    var startArguments: [String] { Self.startArguments(worker: worker, dependencies: dependencies) }
+
+    static func startArguments(worker: WorkerSettings, dependencies: [WorkerDependency]) -> [String] {
+        [String(worker.settleSeconds), worker.scheduler ? "yes" : "no",
+         dependencies.isEmpty ? "-" : dependencies.map(\.argument).joined(separator: ",")]
+    }
 }

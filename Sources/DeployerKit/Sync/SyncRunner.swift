@@ -13,8 +13,6 @@ public struct SyncRunner: Sendable {
     let reporter: any SyncReporting
     let verbose: Bool
     let interrupt: InterruptSignal?
-    /// Seconds services must stay up after a start before they count as running.
-    public static let settleSeconds = 2
 
     public init(runner: any CommandRunning, reporter: any SyncReporting, verbose: Bool, interrupt: InterruptSignal? = nil) {
         self.runner = runner
@@ -54,7 +52,9 @@ public struct SyncRunner: Sendable {
             }
             operation.report.release = target
             operation.report.previousRelease = live
-            try await switchRelease(site: site, release: target, stage: nil, worker: worker, connection: connection, script: script, operation: operation)
+            // The previous release ran with today's queue and database: no dependency check here.
+            try await switchRelease(site: site, release: target, stage: nil, worker: worker, dependencies: [],
+                                    connection: connection, script: script, operation: operation)
         }
     }
 
@@ -96,7 +96,7 @@ public struct SyncRunner: Sendable {
             throw operation.fail(.link, SyncError.interrupted(signal: signal, state: "stopped before the switch; the old release still runs"))
         }
         try await switchRelease(site: plan.site, release: plan.release, stage: swap ? plan.stagingPath : nil, worker: plan.worker,
-                                connection: connection, script: script, operation: operation)
+                                dependencies: plan.dependencies, connection: connection, script: script, operation: operation)
         operation.report.pruned = try await operation.step(.prune, detail: "keep \(plan.worker.keepReleases)") {
             let facts = try await connection.run(script, step: SyncStep.prune.rawValue,
                                                  arguments: ["prune", ws, String(plan.worker.keepReleases)], onLine: operation.onLine)
@@ -132,8 +132,8 @@ public struct SyncRunner: Sendable {
         }
         operation.report.runningServices = try await operation.step(.startServices) {
             let facts = try await connection.run(script, step: SyncStep.startServices.rawValue,
-                                                 arguments: ["start", ws, String(Self.settleSeconds)], onLine: operation.onLine)
-            operation.report.downtimeSeconds = (ContinuousClock.now - stopStarted).seconds - Double(Self.settleSeconds)
+                                                 arguments: ["start", ws] + plan.startArguments, onLine: operation.onLine)
+            operation.report.downtimeSeconds = (ContinuousClock.now - stopStarted).seconds - Double(plan.worker.settleSeconds)
             let running = Self.words(facts["running"])
             return (running, running.joined(separator: ", "))
         }
@@ -141,10 +141,11 @@ public struct SyncRunner: Sendable {
 
     /// The critical section, run by the worker as one detached job that undoes itself on failure.
     /// An interrupt arriving now is handled after it: the switch is seconds long and never split.
-    func switchRelease(site: String, release: String, stage: String?, worker: WorkerSettings, connection: WorkerConnection,
-                       script: RemoteScript, operation: Operation) async throws {
+    func switchRelease(site: String, release: String, stage: String?, worker: WorkerSettings, dependencies: [WorkerDependency],
+                       connection: WorkerConnection, script: RemoteScript, operation: Operation) async throws {
         let ws = worker.workspacePath
-        let arguments = ["switch", ws, site, release, stage ?? "-", worker.stopTimeout.map(String.init) ?? "-", String(Self.settleSeconds)]
+        let arguments = ["switch", ws, site, release, stage ?? "-", worker.stopTimeout.map(String.init) ?? "-"]
+            + SyncPlan.startArguments(worker: worker, dependencies: dependencies)
         operation.workerState = "switching to \(release)"
         let facts = try await operation.step(.switchRelease, detail: "stop, flip frappe-bench -> \(release), start") {
             let (command, output) = try await connection.runPhase(script, arguments: arguments, onLine: operation.onLine)
@@ -289,9 +290,25 @@ final class Operation {
             await connection.close()
             throw error
         }
-        _ = try? await connection.run(script, step: "unlock", arguments: ["unlock", worker.workspacePath, token])
+        _ = try? await connection.run(script, step: "unlock", arguments: ["unlock", worker.workspacePath, token] + lastSyncRecord)
         await connection.close()
         return report
+    }
+
+    let startedAt = Date()
+
+    /// What the worker keeps about this (successful) operation, for `remote-worker status`.
+    var lastSyncRecord: [String] {
+        var record = [
+            "kind=\(report.isRollback ? "rollback" : "sync")",
+            "release=\(report.release)",
+            "by=\(WorkerLock.holder)",
+            "at=\(Int(startedAt.timeIntervalSince1970))",
+            "seconds=\(String(format: "%.1f", Date().timeIntervalSince(startedAt)))",
+            "strategy=\(report.strategy.rawValue)",
+        ]
+        if let downtime = report.downtimeSeconds { record.append("downtime=\(String(format: "%.2f", downtime))") }
+        return record
     }
 }
 

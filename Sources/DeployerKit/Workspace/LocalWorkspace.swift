@@ -50,6 +50,33 @@ public struct LocalWorkspace: Sendable, Equatable {
         }
     }
 
+    /// What workers must reach on the main server, read from the worker configs: the queue
+    /// (`redis_queue`, default port 6379) and the database (`db_host`, `db_port` or 3306).
+    /// Only host and port leave this function: a URL may carry a password.
+    public func workerDependencies() throws(WorkspaceError) -> [WorkerDependency] {
+        func object(_ path: String) throws(WorkspaceError) -> [String: Any] {
+            guard let data = FileManager.default.contents(atPath: path),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw .workerConfigInvalid(path: path)
+            }
+            return object
+        }
+        var dependencies: [WorkerDependency] = []
+        let common = try object(workerConfigFiles[0])
+        if let queue = common["redis_queue"] as? String {
+            guard let url = URLComponents(string: queue), let host = url.host, !host.isEmpty else {
+                throw .workerConfigValue(path: workerConfigFiles[0], key: "redis_queue", problem: "is not a redis://HOST:PORT URL")
+            }
+            dependencies.append(WorkerDependency(name: "redis_queue", host: host, port: url.port ?? 6379))
+        }
+        let site = try object(workerConfigFiles[1])
+        if let host = site["db_host"] as? String, !host.isEmpty {
+            let port = (site["db_port"] as? Int) ?? (site["db_port"] as? String).flatMap { Int($0) } ?? 3306
+            dependencies.append(WorkerDependency(name: "db_host", host: host, port: port))
+        }
+        return dependencies
+    }
+
     /// Checks one include path: it must exist with the right kind and, after following symlinks,
     /// stay inside the workspace.
     public func checkInclude(_ relative: String, directory: Bool) throws(WorkspaceError) {
@@ -72,6 +99,23 @@ public struct LocalWorkspace: Sendable, Equatable {
     }
 }
 
+/// A service on the main server that worker services connect to, checked from the worker (TCP).
+public struct WorkerDependency: Sendable, Equatable {
+    /// The config key that names it (`redis_queue`, `db_host`).
+    public var name: String
+    public var host: String
+    public var port: Int
+
+    public init(name: String, host: String, port: Int) {
+        self.name = name
+        self.host = host
+        self.port = port
+    }
+
+    /// `NAME@HOST:PORT`, as the worker script takes it (IPv6 hosts in brackets).
+    public var argument: String { "\(name)@\(host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host):\(port)" }
+}
+
 /// Why the local workspace cannot be synced from.
 public enum WorkspaceError: Error, Equatable, LocalizedError {
     case benchesMissing(path: String)
@@ -83,6 +127,8 @@ public enum WorkspaceError: Error, Equatable, LocalizedError {
     case benchLinkOutside(path: String, target: String)
     case deploymentDataMissing(path: String)
     case workerConfigMissing(path: String)
+    case workerConfigInvalid(path: String)
+    case workerConfigValue(path: String, key: String, problem: String)
     case includeMissing(path: String, kind: String, workspace: String)
     case includeWrongKind(path: String, expected: String)
     case includeOutside(path: String, resolved: String)
@@ -107,6 +153,10 @@ public enum WorkspaceError: Error, Equatable, LocalizedError {
             return "\(path) does not exist: the workspace has no deployment data to sync"
         case .workerConfigMissing(let path):
             return "\(path) is missing: run `frappe-deployer remote-worker enable` on the main server first"
+        case .workerConfigInvalid(let path):
+            return "\(path) is not a JSON object: fix it, or write it again with `frappe-deployer remote-worker enable --force`"
+        case .workerConfigValue(let path, let key, let problem):
+            return "\(key) in \(path) \(problem): fix it, or write it again with `frappe-deployer remote-worker enable --force`"
         case .includeMissing(let path, let kind, let workspace):
             return "include \(kind) \(path) does not exist in \(workspace): include paths are relative to the workspace"
         case .includeWrongKind(let path, let expected):

@@ -8,13 +8,17 @@
 #                                   takes the per-site lock (nothing is written unless every check
 #                                   passed); exit 6 with held_* facts when a live sync holds it. A
 #                                   lock whose sync is dead is taken over.
-#   unlock WORKSPACE TOKEN          releases the lock if TOKEN holds it.
+#   unlock WORKSPACE TOKEN [KEY=VALUE...]
+#                                   releases the lock if TOKEN holds it; with KEY=VALUE pairs,
+#                                   first records them as the last sync (status reads them).
+#   status WORKSPACE SITE           read-only facts for `remote-worker status`: releases, each
+#                                   service's state, the lock's holder, the last sync.
 #   stage-prepare WORKSPACE         removes what unfinished syncs left; creates WORKSPACE.
 #   stage-activate WORKSPACE SITE RELEASE STAGE
 #                                   links worker configs inside the staged release; renames it to
 #                                   RELEASE unless RELEASE is live (then the switch swaps it in).
 #   unstage WORKSPACE STAGE         removes a staged release that will not go live.
-#   switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE
+#   switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE SCHEDULER DEPS
 #                                   stops services, makes RELEASE live (flips frappe-bench, or
 #                                   swaps STAGE in), starts services and checks them; on failure
 #                                   flips back and starts the previous release. Runs detached, so
@@ -22,7 +26,13 @@
 #   prune WORKSPACE KEEP            keeps the KEEP newest releases (never the live or previous).
 #   stop WORKSPACE STOP_TIMEOUT|-   (in-place) stops every service of the site's compose project.
 #   activate WORKSPACE SITE RELEASE (in-place) links worker configs, points frappe-bench at RELEASE.
-#   start WORKSPACE SETTLE          (in-place) starts schedule and every worker service, checks them.
+#   start WORKSPACE SETTLE SCHEDULER DEPS
+#                                   (in-place) starts the worker services, checks them.
+#
+# Starting services means: every service of docker-compose.workers.yml, and `schedule` when
+# SCHEDULER is yes; then, from this host, a TCP connection to each of DEPS (NAME@HOST:PORT,
+# comma-separated, or -: the main server's queue and database); then SETTLE seconds, after which
+# every started service must run and must not have restarted.
 #
 # Exit codes: 0 ok; 2 usage; 3 the worker is not ready (nothing was changed); 4 activation
 # failed; 5 services failed; 6 locked by another sync; 7 the switch failed and the previous
@@ -214,8 +224,13 @@ lock() {
 
 unlock() {
     token=${1:-}
+    [ $# -ge 1 ] && shift
     [ -f "$state/lock" ] || return 0
     if [ "$(value token "$state/lock")" = "$token" ]; then
+        if [ $# -gt 0 ]; then
+            printf '%s\n' "$@" > "$state/last-sync.new"
+            mv -f "$state/last-sync.new" "$state/last-sync"
+        fi
         rm -f "$state/lock"
         printf 'unlocked=yes\n'
     fi
@@ -322,22 +337,83 @@ stop_services() {
     return $status
 }
 
-# Starts schedule and every worker service, waits SETTLE seconds, and checks all still run.
-start_services() {
-    settle=${1:-0}
+# Whether a TCP connection to HOST PORT opens within 3 s: 0 yes, 1 no, 2 nothing here can try.
+tcp_open() {
+    if command -v bash >/dev/null 2>&1 && command -v timeout >/dev/null 2>&1; then
+        # shellcheck disable=SC2016 # expanded by bash, from its arguments
+        timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+        return $(( $? == 0 ? 0 : 1 ))
+    fi
+    if command -v nc >/dev/null 2>&1; then
+        nc -z -w 3 "$1" "$2" 2>/dev/null
+        return $(( $? == 0 ? 0 : 1 ))
+    fi
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)' "$1" "$2" 2>/dev/null
+        return $(( $? == 0 ? 0 : 1 ))
+    fi
+    return 2
+}
+
+# Checks DEPS (NAME@HOST:PORT,...) from this host; prints dep_NAME=ok|unreachable|unchecked.
+check_dependencies() {
+    [ "${1:--}" = - ] && return 0
+    status=0
+    old_ifs=$IFS
+    IFS=,
+    # shellcheck disable=SC2086 # split on commas
+    set -- $1
+    IFS=$old_ifs
+    for dep in "$@"; do
+        name=${dep%%@*}
+        address=${dep#*@}
+        port=${address##*:}
+        host=${address%:*}
+        host=${host#[}
+        host=${host%]}
+        tcp_open "$host" "$port"
+        case $? in
+            0) printf 'dep_%s=ok\n' "$name" ;;
+            2)
+                printf 'dep_%s=unchecked\n' "$name"
+                printf 'warning: cannot check %s (%s:%s) from the worker: it has none of bash, nc, python3\n' "$name" "$host" "$port" >&2
+                ;;
+            *)
+                printf 'dep_%s=unreachable\n' "$name"
+                printf 'error: %s %s:%s is not reachable from the worker (TCP): check the address in the worker config and the main server firewall\n' "$name" "$host" "$port" >&2
+                status=5
+                ;;
+        esac
+    done
+    return $status
+}
+
+# The services a start runs: every worker service, and schedule when SCHEDULER is yes.
+wanted_services() {
     # shellcheck disable=SC2086
     workers=$(services_of $worker_files) || return 5
+    if [ "${1:-yes}" = yes ]; then echo "schedule $workers"; else echo "$workers"; fi
+}
+
+# Starts the wanted services, checks DEPS, waits SETTLE seconds, then checks each service runs
+# and has not restarted (a crash loop under a restart policy also "runs" between crashes).
+start_services() {
+    settle=${1:-0}
+    wanted=$(wanted_services "${2:-yes}") || return 5
     # --no-deps: schedule's dependencies (Redis) run on the main server, never here.
     # shellcheck disable=SC2086 # service names are single words
-    compose $all_files up -d --no-deps schedule $workers >&2 || {
+    compose $all_files up -d --no-deps $wanted >&2 || {
         printf 'error: docker compose up failed in %s\n' "$site_dir" >&2
         return 5
     }
     up_ms=$(now_ms)
+    deps_ok=0
+    check_dependencies "${3:--}" || deps_ok=5
     [ "$settle" -gt 0 ] 2>/dev/null && sleep "$settle"
     running=$(running_services)
     printf 'running=%s\n' "$running"
-    for service in schedule $workers; do
+    [ $deps_ok -eq 0 ] || return 5
+    for service in $wanted; do
         case " $running " in
             *" $service "*) ;;
             *)
@@ -345,6 +421,15 @@ start_services() {
                 return 5
                 ;;
         esac
+        # shellcheck disable=SC2086
+        for id in $(compose $all_files ps -q "$service"); do
+            restarts=$(docker inspect -f '{{.RestartCount}}' "$id" 2>/dev/null || echo 0)
+            if [ "${restarts:-0}" -gt 0 ]; then
+                printf "error: service %s restarted %s times within %s s of starting (crash loop): see 'docker compose logs %s' in %s\n" \
+                    "$service" "$restarts" "$settle" "$service" "$site_dir" >&2
+                return 5
+            fi
+        done
     done
 }
 
@@ -357,12 +442,14 @@ do_switch() {
     stage=$3
     timeout=$4
     settle=$5
+    scheduler=$6
+    deps=$7
     live=$(readlink "$workspace/frappe-bench" 2>/dev/null)
     printf 'previous=%s\n' "$live"
     t0=$(now_ms)
     if ! stop_services "$timeout"; then
         printf 'error: stopping the worker services failed; starting them again\n' >&2
-        start_services "$settle" >/dev/null
+        start_services "$settle" "$scheduler" - >/dev/null
         return 5
     fi
     printf 'stopped_ms=%s\n' "$(now_ms)"
@@ -374,7 +461,7 @@ do_switch() {
         relink "$release" "$workspace/frappe-bench"
         flipped=$?
     fi
-    if [ $flipped -eq 0 ] && mkdir -p "$workspace/frappe-bench/config/pids" && start_services "$settle"; then
+    if [ $flipped -eq 0 ] && mkdir -p "$workspace/frappe-bench/config/pids" && start_services "$settle" "$scheduler" "$deps"; then
         printf 'downtime_ms=%s\n' "$((up_ms - t0))"
         printf 'live=%s\n' "$release"
         if [ -n "$live" ] && [ "$live" != "$release" ]; then
@@ -398,7 +485,8 @@ do_switch() {
     else
         relink "$live" "$workspace/frappe-bench"
     fi
-    if start_services "$settle"; then
+    # The previous release ran with these same dependencies: it is not held to their check.
+    if start_services "$settle" "$scheduler" -; then
         printf 'rolled_back=%s\n' "$live"
         printf 'downtime_ms=%s\n' "$((up_ms - t0))"
         return 7
@@ -408,7 +496,7 @@ do_switch() {
 }
 
 switch() {
-    [ $# -eq 5 ] || fail 2 "usage: worker.sh switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE"
+    [ $# -eq 7 ] || fail 2 "usage: worker.sh switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE SCHEDULER DEPS"
     [ -d "$workspace/$2" ] || fail 4 "release $workspace/$2 is not on the worker"
     mkdir -p "$state"
     # Detached from this connection: a dropped link or an interrupted client cannot stop it
@@ -427,6 +515,32 @@ switch() {
     if [ "${code:-8}" != 0 ]; then
         grep '^error: ' "$state/switch.log" >&2 || true
         exit "${code:-8}"
+    fi
+}
+
+status() {
+    site=${1:-}
+    [ -n "$site" ] || fail 2 "usage: worker.sh status WORKSPACE SITE"
+    [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker"
+    printf 'current_release=%s\n' "$(readlink "$workspace/frappe-bench" 2>/dev/null || true)"
+    printf 'previous_release=%s\n' "$(value previous "$state/releases")"
+    releases=""
+    if [ -d "$workspace" ]; then
+        releases=$(cd "$workspace" && for d in release_*; do [ -d "$d" ] && [ ! -L "$d" ] && printf '%s ' "$d"; done | sed 's/ *$//')
+    fi
+    printf 'releases=%s\n' "$releases"
+    # shellcheck disable=SC2086
+    printf 'worker_services=%s\n' "$(services_of $worker_files 2>/dev/null || true)"
+    # One service:state pair per container of the project (running, exited, restarting...).
+    # shellcheck disable=SC2086
+    printf 'service_states=%s\n' "$(compose $all_files ps -a --format '{{.Service}}:{{.State}}' 2>/dev/null | sort | tr '\n' ' ' | sed 's/ *$//')"
+    if [ -f "$state/lock" ]; then
+        printf 'lock_holder=%s\n' "$(value holder "$state/lock")"
+        printf 'lock_since=%s\n' "$(value since "$state/lock")"
+        printf 'lock_alive=%s\n' "$( { alive "$(value session "$state/lock")" || switch_running; } && echo yes || echo no)"
+    fi
+    if [ -f "$state/last-sync" ]; then
+        sed 's/^/last_/' "$state/last-sync"
     fi
 }
 
@@ -467,13 +581,14 @@ activate() {
 }
 
 start() {
-    start_services "${1:-0}" || exit 5
+    start_services "${1:-0}" "${2:-yes}" "${3:--}" || exit 5
 }
 
 case $phase in
     preflight) preflight "$@" ;;
     lock) lock "$@" ;;
     unlock) unlock "$@" ;;
+    status) status "$@" ;;
     stage-prepare) stage_prepare ;;
     stage-activate) stage_activate "$@" ;;
     unstage) unstage "$@" ;;
