@@ -5,7 +5,9 @@
 # (vfs storage) with Compose v2, and a local busybox image. Needs root.
 #
 #   scripts/testbed.sh install            install the Debian and PyPI parts (idempotent)
-#   scripts/testbed.sh up NAME INDEX      start worker NAME at 10.213.INDEX.2 (INDEX 1..250)
+#   scripts/testbed.sh up NAME INDEX      start worker NAME at 10.213.INDEX.2 (INDEX 1..250); the
+#                                         main side (10.213.INDEX.1) serves a Redis queue on 11000
+#                                         and a database stand-in on 3306
 #   scripts/testbed.sh down NAME          stop worker NAME and remove everything it made
 #   scripts/testbed.sh site NAME SITE     give worker NAME an FM bench dir for SITE (compose files)
 #   scripts/testbed.sh env NAME           print the worker's facts as shell assignments
@@ -113,6 +115,9 @@ cmd_up() {
     ip netns exec "$NS" ip addr add "$addr/30" dev "fdw$index"
     ip netns exec "$NS" ip link set "fdw$index" up
     ip netns exec "$NS" ip link set lo up
+    # Every testbed address through the main server's end: a worker reaches the main side of any
+    # testbed link (the machine owns those addresses), and nothing beyond 10.213.0.0/16.
+    ip netns exec "$NS" ip route add 10.213.0.0/16 via "$peer"
 
     # FDTB_HOME_SIZE (e.g. 8m) puts the worker's /home on a tmpfs of that size: a small disk.
     if [ -n "${FDTB_HOME_SIZE:-}" ]; then
@@ -189,6 +194,24 @@ EOF
     echo $! > "$DIR/sshd.pid"
     wait_for 10 ssh -F "$DIR/ssh_config" -o BatchMode=yes "frappe@$addr" true \
         || { tail -20 "$DIR/sshd.log" >&2; die "sshd did not accept the client key"; }
+
+    # The main server's end of the link publishes what worker services connect to, as
+    # `remote-worker enable` would: a real Redis as the queue on 11000, and a TCP listener standing
+    # in for the database on 3306. A sync's health check reaches both from the worker.
+    redis-server --bind "$peer" --port 11000 --save '' --appendonly no --protected-mode no --daemonize no \
+        </dev/null >"$DIR/redis.log" 2>&1 &
+    echo $! > "$DIR/redis.pid"
+    python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 3306))
+s.listen(64)
+while True:
+    s.accept()[0].close()
+' "$peer" </dev/null >"$DIR/db.log" 2>&1 &
+    echo $! > "$DIR/db.pid"
+    wait_for 5 redis-cli -h "$peer" -p 11000 ping || { tail -5 "$DIR/redis.log" >&2; die "the main-side Redis did not start"; }
 
     printf '%s\n' "$addr" > "$DIR/address"
     touch "$DIR/up"
@@ -272,6 +295,8 @@ cmd_down() {
         if [ ${#ids[@]} -gt 0 ]; then docker -H "unix://$sock" rm -f "${ids[@]}" >/dev/null 2>&1 || true; fi
     fi
     stop_pid "$DIR/sshd.pid"
+    stop_pid "$DIR/redis.pid"
+    stop_pid "$DIR/db.pid"
     stop_pid "$DIR/dockerd.pid"
     stop_pid "$DIR/holder.pid"
     # What is left in the namespace was started by this worker (ssh sessions, containerd shims):

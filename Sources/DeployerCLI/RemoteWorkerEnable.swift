@@ -53,17 +53,20 @@ extension RemoteWorker {
                 settings = try makeSettings(environment: ProcessInfo.processInfo.environment)
                 plan = try await enabler.plan(settings)
             } catch {
-                Diagnostics.fail(error, exitCode: Diagnostics.badInput, verbose: options.verbose)
+                Diagnostics.fail(error, exitCode: Diagnostics.badInput)
             }
             do {
                 try await enabler.apply(plan, restart: settings.restart) { print($0) }
             } catch {
-                Diagnostics.fail(error, exitCode: Diagnostics.failed, verbose: options.verbose)
+                Diagnostics.fail(error, exitCode: Diagnostics.failed)
             }
         }
 
         func makeSettings(environment: [String: String]) throws -> EnableSettings {
             let sync = try options.settings(environment: environment)
+            guard sync.workers.count == 1 else {
+                throw ValidationError("enable prepares for one worker at a time (\(sync.workers.count) given): run it once per worker; it is idempotent and keeps the ports it chose")
+            }
             for (flag, value) in [("--advertise-address", advertiseAddress), ("--bind-address", bindAddress)] {
                 if let value, !NetworkProbe.isNumericAddress(value) {
                     throw ValidationError("\(flag) '\(value)' is not an IP address: give the numeric address (IPv4 or IPv6)")

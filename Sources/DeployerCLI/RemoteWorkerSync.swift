@@ -23,14 +23,27 @@ extension RemoteWorker {
                 Settings come from flags, then FRAPPE_DEPLOYER_* environment variables, then the TOML \
                 file given by --config-path, then defaults.
 
-                Exit status: 0 synced; 1 the sync failed (the message says what the worker runs); 2 bad \
-                input or configuration (nothing on the worker was changed); 3 another sync holds the \
-                worker's lock; 130 interrupted (the worker is left on a complete release); 64 usage.
+                Several workers (--server repeated, or [[remote_worker]] entries) sync in parallel, \
+                --parallel at a time; a failed worker does not stop the others unless --fail-fast. \
+                After the start, the worker services must stay up for --settle seconds without \
+                restarting, and the worker must reach redis_queue and db_host of its configs (TCP); \
+                otherwise the switch goes back to the previous release. --dry-run prints each \
+                worker's plan and what would change, changing nothing.
+
+                Exit status: 0 synced (every worker); 1 a sync failed (each failed worker is named \
+                with what it runs now); 2 bad input or configuration (nothing on any worker was \
+                changed); 3 every failure was another sync holding the worker's lock; 130 interrupted \
+                (workers are left on complete releases); 64 usage.
                 """
         )
 
         @OptionGroup var options: WorkerOptions
         @OptionGroup var switching: SwitchOptions
+        @OptionGroup var fleet: FleetOptions
+        @OptionGroup var output: OutputOptions
+
+        @Flag(name: .customLong("dry-run"), help: "Print each worker's plan and what would change (files and bytes); change nothing.")
+        var dryRun = false
 
         @Option(name: [.customLong("include-dir"), .customShort("d")], help: "Additional directory to sync, relative to the workspace (repeatable).")
         var includeDirs: [String] = []
@@ -50,16 +63,33 @@ extension RemoteWorker {
         @Option(name: .customLong("bwlimit"), help: ArgumentHelp("Bandwidth limit for rsync, in KiB/s.", valueName: "kbps"))
         var bandwidthLimit: Int?
 
+        @Option(name: .customLong("settle"), help: ArgumentHelp("Seconds worker services must stay up, without restarting, after a start. (default: 2)", valueName: "seconds"))
+        var settle: Int?
+
+        @Flag(name: .customLong("no-scheduler"), help: "Do not run `schedule` on the workers of this run (a site wants exactly one scheduler).")
+        var noScheduler = false
+
         public init() {}
 
         public func run() async throws {
-            await options.perform({ try makePlan(environment: $0) }) { runner, plan in try await runner.run(plan) }
+            if dryRun {
+                await options.perform(command: "dry-run", output: output, { try makePlans(environment: $0) }) { runner, plan in
+                    let report = try await runner.dryRun(plan)
+                    return SyncReport(dryRun: report)
+                }
+            }
+            await options.perform(command: "sync", output: output, { try makePlans(environment: $0) }) { runner, plan in
+                try await runner.run(plan)
+            }
         }
 
         /// Everything local, checked before any connection: config, site, workspace, includes.
-        func makePlan(environment: [String: String]) throws -> SyncPlan {
+        func makePlans(environment: [String: String]) throws -> (SyncSettings, [SyncPlan]) {
             let settings = try options.settings(environment: environment) { flags in
                 switching.apply(to: &flags)
+                fleet.apply(to: &flags)
+                flags.worker.settle = settle
+                if noScheduler { flags.worker.scheduler = false }
                 flags.worker.includeDirs = includeDirs
                 flags.worker.includeFiles = includeFiles
                 flags.worker.excludePatterns = excludes
@@ -69,10 +99,13 @@ extension RemoteWorker {
             }
             let workspace = try LocalWorkspace.locate(benchesPath: settings.benchesPath, siteName: settings.siteName)
             try workspace.checkWorkerConfigs()
-            let worker = settings.workers[0]
-            for dir in worker.includeDirs { try workspace.checkInclude(dir, directory: true) }
-            for file in worker.includeFiles { try workspace.checkInclude(file, directory: false) }
-            return SyncPlan.make(workspace: workspace, worker: worker)
+            let dependencies = try workspace.workerDependencies()
+            let plans = try settings.workers.map { worker in
+                for dir in worker.includeDirs { try workspace.checkInclude(dir, directory: true) }
+                for file in worker.includeFiles { try workspace.checkInclude(file, directory: false) }
+                return SyncPlan.make(workspace: workspace, worker: worker, dependencies: dependencies)
+            }
+            return (settings, plans)
         }
     }
 
@@ -91,12 +124,20 @@ extension RemoteWorker {
 
         @OptionGroup var options: WorkerOptions
         @OptionGroup var switching: SwitchOptions
+        @OptionGroup var fleet: FleetOptions
+        @OptionGroup var output: OutputOptions
 
         public init() {}
 
         public func run() async throws {
-            await options.perform({ try options.settings(environment: $0, adjust: switching.apply) }) { runner, settings in
-                try await runner.rollback(site: settings.siteName, worker: settings.workers[0])
+            await options.perform(command: "rollback", output: output, { environment in
+                let settings = try options.settings(environment: environment) { flags in
+                    switching.apply(to: &flags)
+                    fleet.apply(to: &flags)
+                }
+                return (settings, settings.workers.map { (site: settings.siteName, worker: $0) })
+            }) { runner, input in
+                try await runner.rollback(site: input.site, worker: input.worker)
             }
         }
     }

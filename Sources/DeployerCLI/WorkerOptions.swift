@@ -7,8 +7,8 @@ struct WorkerOptions: ParsableArguments {
     @Argument(help: ArgumentHelp("Name of the site (or site_name in the config file).", valueName: "SITE_NAME"))
     var siteName: String?
 
-    @Option(name: [.customLong("server"), .customShort("s")], help: "Worker server IP address or domain name.")
-    var server: String?
+    @Option(name: [.customLong("server"), .customShort("s")], help: "Worker server IP address or domain name (repeatable: several workers).")
+    var servers: [String] = []
 
     @Option(name: [.customLong("ssh-user"), .customShort("u")], help: "SSH user on the worker. (default: frappe)")
     var sshUser: String?
@@ -42,8 +42,9 @@ struct WorkerOptions: ParsableArguments {
         var flags = SyncOverrides()
         flags.siteName = siteName
         flags.benchesPath = benchesPath
+        flags.servers = servers
         flags.worker = RemoteWorkerConfig(
-            server: server, sshUser: sshUser, sshPort: sshPort, workspacePath: workspacePath, sshConfig: sshConfig,
+            sshUser: sshUser, sshPort: sshPort, workspacePath: workspacePath, sshConfig: sshConfig,
             sshOptions: sshOptions)
         flags.acceptNewHostKey = acceptNewHostKey
         flags.verbose = verbose
@@ -83,56 +84,105 @@ struct SwitchOptions: ParsableArguments {
     }
 }
 
+/// Several workers at once: how many in parallel, and what a failure does to the rest.
+struct FleetOptions: ParsableArguments {
+    @Option(name: .customLong("parallel"), help: ArgumentHelp("Workers synced at once. (default: 4)", valueName: "count"))
+    var parallel: Int?
+
+    @Flag(name: .customLong("fail-fast"), help: "After a worker fails, start no others (by default the others go on).")
+    var failFast = false
+
+    func apply(to flags: inout SyncOverrides) {
+        flags.parallel = parallel
+        flags.failFast = failFast
+    }
+}
+
+/// How results are shown: for people (default), for programs (--json), or not at all (--quiet).
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .customLong("json"), help: "Print a machine-readable report on standard output (progress stays on standard error).")
+    var json = false
+
+    @Flag(name: [.customLong("quiet"), .customShort("q")], help: "Print nothing but errors; the exit status tells the result.")
+    var quiet = false
+
+    func validate() throws {
+        if json && quiet { throw ValidationError("--json and --quiet exclude each other: --json already keeps standard output for the report") }
+    }
+
+    /// Plain lines when standard error is not a terminal (logs, CI) or with --verbose; a live
+    /// display per worker on a terminal; nothing with --quiet.
+    func reporter(hosts: [String], verbose: Bool) -> any SyncReporting {
+        if quiet { return SilentReporter() }
+        if !verbose && isatty(2) == 1 && ProcessInfo.processInfo.environment["TERM"] != "dumb" {
+            return LiveReporter(hosts: hosts)
+        }
+        return TerminalReporter(verbose: verbose)
+    }
+}
+
 extension WorkerOptions {
-    /// Runs one remote-worker operation: `prepare` reads and checks everything local (a failure is
-    /// bad input, exit 2, before any connection), then `operation` runs with SIGINT/SIGTERM handled
-    /// and its summary printed on standard output (a failure exits 1, 3 or 130).
-    func perform<Input>(_ prepare: ([String: String]) throws -> Input,
-                        _ operation: (SyncRunner, Input) async throws -> SyncReport) async {
-        let input: Input
+    /// Runs one remote-worker operation on every worker: `prepare` reads and checks everything
+    /// local and returns one input per worker (a failure is bad input, exit 2, before any
+    /// connection); then `operation` runs per worker, `parallel` at a time, with SIGINT/SIGTERM
+    /// handled; the results are printed and the process exits with the run's status.
+    func perform<Input: Sendable>(command: String, output: OutputOptions,
+                                  _ prepare: ([String: String]) throws -> (SyncSettings, [Input]),
+                                  _ operation: @escaping @Sendable (SyncRunner, Input) async throws -> SyncReport) async -> Never {
+        let settings: SyncSettings
+        let inputs: [Input]
         do {
-            input = try prepare(ProcessInfo.processInfo.environment)
+            (settings, inputs) = try prepare(ProcessInfo.processInfo.environment)
         } catch {
-            Diagnostics.fail(error, exitCode: Diagnostics.badInput, verbose: verbose)
+            Diagnostics.fail(error, exitCode: Diagnostics.badInput)
         }
         let interrupt = InterruptSignal()
         interrupt.install()
-        let runner = SyncRunner(runner: SubprocessRunner(), reporter: TerminalReporter(verbose: verbose),
-                                verbose: verbose, interrupt: interrupt)
-        do {
-            print(try await operation(runner, input).summary())
-        } catch {
-            Diagnostics.fail(error, exitCode: Diagnostics.failed, verbose: verbose)
-        }
+        let reporter = output.reporter(hosts: settings.workers.map(\.server), verbose: verbose)
+        let runner = SyncRunner(runner: SubprocessRunner(), reporter: reporter, verbose: verbose, interrupt: interrupt)
+        let outcomes = await FleetRunner(parallel: settings.parallel, failFast: settings.failFast)
+            .run(settings.workers, interrupt: interrupt) { index in try await operation(runner, inputs[index]) }
+        (reporter as? LiveReporter)?.finish()
+        Diagnostics.finish(command: command, site: settings.siteName, outcomes: outcomes, output: output, verbose: verbose)
     }
 }
 
 /// How the CLI reports a failure: one line (with the worker's state when the failure left it
 /// changed), and with --verbose the failing command and its stderr beneath it.
 enum Diagnostics {
+    /// Prints a run's results (summaries on standard output, one error line per failed worker on
+    /// standard error, or the JSON report) and exits with the run's status.
+    static func finish(command: String, site: String, outcomes: [WorkerOutcome], output: OutputOptions, verbose: Bool) -> Never {
+        let several = outcomes.count > 1
+        for outcome in outcomes where !outcome.succeeded {
+            var lines = ["error: " + (several ? "[\(outcome.worker.server)] " : "") + (outcome.problem ?? "failed")]
+            if verbose, let failure = outcome.error as? SyncFailure { lines += failure.details.map { "  \($0)" } }
+            FileHandle.standardError.write(Data(lines.joined(separator: "\n").utf8 + [10]))
+        }
+        if output.json {
+            print(JSONOutput.render(JSONRunReport(command: command, site: site, outcomes: outcomes)))
+        } else if !output.quiet {
+            let reports = outcomes.compactMap(\.report)
+            print(reports.map { $0.summary() }.joined(separator: "\n\n"))
+            if several {
+                let failed = outcomes.filter { !$0.succeeded }.map(\.worker.server)
+                print("\n\(command): \(outcomes.count - failed.count) of \(outcomes.count) workers done"
+                      + (failed.isEmpty ? "" : "; failed: \(failed.joined(separator: ", "))"))
+            }
+        }
+        exit(FleetRunner.exitCode(outcomes))
+    }
+
     /// Exit statuses, documented in README.
     static let failed: Int32 = 1
     static let badInput: Int32 = 2
     static let locked: Int32 = 3
     static let interrupted: Int32 = 130
 
-    static func fail(_ error: any Error, exitCode: Int32, verbose: Bool) -> Never {
-        var message = "error: " + ((error as? LocalizedError)?.errorDescription ?? String(describing: error))
-        var lines: [String] = []
-        var code = exitCode
-        if let failure = error as? SyncFailure {
-            switch failure.underlying {
-            case SyncError.locked: code = locked
-            case SyncError.interrupted: code = interrupted
-            case SyncError.rolledBack, SyncError.noPreviousRelease: break
-            default:
-                if failure.workerState != "unchanged" {
-                    message += " (worker: \(failure.workerState))"
-                }
-            }
-            if verbose { lines = failure.details.map { "  \($0)" } }
-        }
-        FileHandle.standardError.write(Data(([message] + lines).joined(separator: "\n").utf8 + [10]))
-        exit(code)
+    /// A failure before or outside any worker's run (bad input, enable): one line, then exit.
+    static func fail(_ error: any Error, exitCode: Int32) -> Never {
+        let message = "error: " + ((error as? LocalizedError)?.errorDescription ?? String(describing: error))
+        FileHandle.standardError.write(Data(message.utf8 + [10]))
+        exit(exitCode)
     }
 }

@@ -226,7 +226,9 @@ public struct TreeSnapshot: Equatable, CustomStringConvertible {
 
     /// Lists `root`, leaving out paths `ignoring` accepts (by default the fixture services'
     /// heartbeat files, which running services rewrite every second).
-    public init(_ root: String, ignoring: (String) -> Bool = { $0.contains("heartbeat-") || $0.contains(".hb-") }) {
+    /// With `contents`, every regular file's bytes are part of its entry too (an FNV-1a hash).
+    public init(_ root: String, contents: Bool = false,
+                ignoring: (String) -> Bool = { $0.contains("heartbeat-") || $0.contains(".hb-") }) {
         entries = [:]
         let fm = FileManager.default
         guard let walker = fm.enumerator(atPath: root) else { return }
@@ -237,7 +239,13 @@ public struct TreeSnapshot: Equatable, CustomStringConvertible {
             let size = (attributes[.size] as? Int) ?? 0
             let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
             let target = (try? fm.destinationOfSymbolicLink(atPath: full)) ?? ""
-            entries[path] = "\(type) \(size) \(mtime) \(target)"
+            var digest = ""
+            if contents, attributes[.type] as? FileAttributeType == .typeRegular, let data = fm.contents(atPath: full) {
+                var hash: UInt64 = 0xcbf29ce484222325
+                for byte in data { hash = (hash ^ UInt64(byte)) &* 0x100000001b3 }
+                digest = String(hash, radix: 16)
+            }
+            entries[path] = "\(type) \(size) \(mtime) \(target) \(digest)"
         }
     }
 

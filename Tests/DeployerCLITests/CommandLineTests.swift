@@ -15,7 +15,7 @@ struct CommandLineTests {
             "--ssh-option", "ServerAliveInterval=5",
         ])
         #expect(sync.options.siteName == "my-site")
-        #expect(sync.options.server == "192.168.1.100")
+        #expect(sync.options.servers == ["192.168.1.100"])
         #expect(sync.options.sshUser == "erp")
         #expect(sync.options.sshPort == 2222)
         #expect(sync.includeDirs == ["custom_apps", "scripts"])
@@ -38,7 +38,7 @@ struct CommandLineTests {
     func rollback() throws {
         let command = try FrappeDeployer.parseAsRoot(["remote-worker", "rollback", "a.test", "-s", "h", "--lock-wait", "5"])
         let rollback = try #require(command as? RemoteWorker.Rollback)
-        #expect(rollback.options.server == "h")
+        #expect(rollback.options.servers == ["h"])
         #expect(rollback.switching.lockWait == 5)
         #expect(RemoteWorker.helpMessage().contains("rollback"))
     }
@@ -47,6 +47,22 @@ struct CommandLineTests {
     func rootPath() throws {
         let command = try FrappeDeployer.parseAsRoot(["remote-worker", "sync", "a.test", "--server", "h"])
         #expect(command is RemoteWorker.Sync)
+    }
+
+    @Test("fleet, output, health and dry-run options parse; --server repeats")
+    func fleetOptions() throws {
+        let sync = try RemoteWorker.Sync.parse([
+            "a.test", "-s", "w1", "--server", "w2", "--parallel", "2", "--fail-fast", "--json", "--dry-run", "--settle", "5", "--no-scheduler",
+        ])
+        #expect(sync.options.servers == ["w1", "w2"])
+        #expect(sync.fleet.parallel == 2 && sync.fleet.failFast)
+        #expect(sync.output.json && !sync.output.quiet)
+        #expect(sync.dryRun && sync.settle == 5 && sync.noScheduler)
+        #expect(throws: (any Error).self) { try RemoteWorker.Sync.parse(["a.test", "-s", "w", "--json", "--quiet"]) }
+        let status = try #require(try FrappeDeployer.parseAsRoot(["remote-worker", "status", "a.test", "-s", "w", "--json"]) as? RemoteWorker.Status)
+        #expect(status.json)
+        let enable = try #require(try FrappeDeployer.parseAsRoot(["remote-worker", "enable", "a.test", "-s", "w", "--force", "--no-restart"]) as? RemoteWorker.Enable)
+        #expect(enable.force && enable.noRestart)
     }
 
     @Test("a non-numeric port is a usage error")
@@ -58,6 +74,7 @@ struct CommandLineTests {
         "--server", "-s,", "--ssh-user", "-u,", "--ssh-port", "-p,", "--include-dir", "-d,", "--include-file", "-f,",
         "--config-path", "--verbose", "-v,", "--benches-path", "--accept-new-host-key", "default: frappe", "default: 22",
         "--strategy", "--keep-releases", "--lock-wait", "--stop-timeout", "1560", "--bwlimit", "--ssh-option",
+        "--parallel", "--fail-fast", "--json", "--quiet", "--dry-run", "--settle", "--no-scheduler",
     ])
     func help(option: String) {
         #expect(RemoteWorker.Sync.helpMessage().contains(option))
@@ -76,7 +93,7 @@ struct CommandLineTests {
         let sync = try RemoteWorker.Sync.parse(["a.test", "-s", "h", "-u", "erp", "-p", "2200"])
         // No workspace exists here, so planning fails at the workspace, after settings were read.
         #expect(throws: WorkspaceError.benchesMissing(path: "/nonexistent/benches")) {
-            try sync.makePlan(environment: ["HOME": "/nonexistent", "FRAPPE_DEPLOYER_BENCHES_PATH": "/nonexistent/benches"])
+            try sync.makePlans(environment: ["HOME": "/nonexistent", "FRAPPE_DEPLOYER_BENCHES_PATH": "/nonexistent/benches"])
         }
     }
 }

@@ -64,7 +64,7 @@ struct ConfigFileTests {
         ("[remote_worker]\nserver = 10", "remote_worker.server", "a string"),
         ("[remote_worker]\ninclude_dirs = \"apps\"", "remote_worker.include_dirs", "an array of strings"),
         ("[remote_worker]\ninclude_files = [\"a\", 2]", "remote_worker.include_files[1]", "a string"),
-        ("remote_worker = 3", "remote_worker", "a table ([remote_worker])"),
+        ("remote_worker = 3", "remote_worker", "a table ([remote_worker] or [[remote_worker]])"),
         ("site_name = true", "site_name", "a string"),
     ])
     func wrongType(text: String, keyPath: String, expected: String) throws {

@@ -4,9 +4,6 @@ import Foundation
 import Synchronization
 import Testing
 import Yams
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// FM's site compose file as FM writes it (abridged): the shape enable must keep.
 let fmSiteCompose = """
@@ -180,29 +177,12 @@ struct ComposeFileTests {
     }
 }
 
-/// A TCP listener on loopback, held for the test's lifetime.
-final class Listener {
-    let fd: Int32
-    init?(port: Int) {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 1) == 0 else { close(fd); return nil }
-    }
-    deinit { close(fd) }
-}
-
 @Suite("Network probes")
 struct NetworkProbeTests {
     @Test("a listening port is in use; once closed it is not")
     func inUse() throws {
         let port = (20000...20100).first { !NetworkProbe.isInUse("127.0.0.1", port: $0) }!
-        var listener = Listener(port: port)
+        var listener = TCPListener(port: port)
         #expect(listener != nil)
         #expect(NetworkProbe.isInUse("127.0.0.1", port: port))
         #expect(NetworkProbe.isInUse("0.0.0.0", port: port))
@@ -288,7 +268,7 @@ struct EnablerTests {
     func firstRun() async throws {
         // 11002 is the first port no compose file names; something listens there.
         let busy = (11002...11100).first { !NetworkProbe.isInUse("127.0.0.1", port: $0) }!
-        let listener = try #require(Listener(port: busy))
+        let listener = try #require(TCPListener(port: busy))
         let expected = (busy + 1...11200).first { !NetworkProbe.isInUse("127.0.0.1", port: $0) }!
         let site = fixture.deploymentData + "/sites/a.test/site_config.json"
         chmod(site, 0o600)

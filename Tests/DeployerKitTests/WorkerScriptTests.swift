@@ -108,6 +108,50 @@ struct WorkerScriptTests {
         #expect(try await run(["lock", workspace, "tokenC", "ops@main pid 3"]).exitCode == 0)
     }
 
+    @Test("status reads releases, the lock's holder and the last sync that unlock recorded; it writes nothing")
+    func statusAndLastSync() async throws {
+        try FileManager.default.createDirectory(atPath: workspace + "/release_1", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: workspace + "/frappe-bench", withDestinationPath: "release_1")
+        #expect(try await run(["lock", workspace, "tokenA", "ops@main pid 7"]).exitCode == 0)
+        let locked = WorkerConnection.facts(try await run(["status", workspace, "a.test"]).standardOutput)
+        #expect(locked["current_release"] == "release_1")
+        #expect(locked["releases"] == "release_1")
+        #expect(locked["lock_holder"] == "ops@main pid 7")
+        #expect(locked["lock_alive"] == "yes")
+        #expect(locked["last_release"] == nil)
+        let unlocked = try await run(["unlock", workspace, "tokenA", "kind=sync", "release=release_1", "by=ops@main pid 7", "at=1764000000", "seconds=3.5"])
+        #expect(unlocked.standardOutput == "unlocked=yes\n")
+        let before = TreeSnapshot(site)
+        let facts = WorkerConnection.facts(try await run(["status", workspace, "a.test"]).standardOutput)
+        #expect(facts["lock_holder"] == nil)
+        #expect(facts["last_release"] == "release_1")
+        #expect(facts["last_by"] == "ops@main pid 7")
+        #expect(facts["last_at"] == "1764000000")
+        #expect(facts["last_seconds"] == "3.5")
+        #expect(TreeSnapshot(site) == before, "status changes nothing")
+    }
+
+    @Test("start's dependency check: an open port passes, a closed one fails with its name and address")
+    func dependencyCheck() async throws {
+        // The check runs before any service matters; a workspace without compose files makes the
+        // script stop at the first compose call, so the check itself is driven through a tiny wrapper.
+        let listener = try #require(TCPListener())
+        let closed = TCPListener.freePort()
+        let script = try RemoteScript.worker().text
+        let body = script.replacingOccurrences(of: "\ncase $phase in", with: "\ncheck_dependencies \"$1\"; exit $?\ncase $phase in")
+        func check(_ deps: String) async throws -> CommandOutput {
+            try await SubprocessRunner().run(Command("/bin/sh", ["-s", "--", "check", workspace, deps], standardInput: body))
+        }
+        let open = try await check("redis_queue@127.0.0.1:\(listener.port)")
+        #expect(open.exitCode == 0)
+        #expect(open.standardOutput == "dep_redis_queue=ok\n")
+        let shut = try await check("redis_queue@127.0.0.1:\(listener.port),db_host@127.0.0.1:\(closed)")
+        #expect(shut.exitCode == 5)
+        #expect(shut.standardOutput.contains("dep_db_host=unreachable"))
+        #expect(shut.standardErrorTail.contains { $0.contains("db_host 127.0.0.1:\(closed) is not reachable from the worker") })
+        withExtendedLifetime(listener) {}
+    }
+
     @Test("lock: a lock whose session is gone is stale and recovered")
     func staleLock() async throws {
         let state = site + "/.frappe-deployer"

@@ -21,7 +21,7 @@ public struct SyncSettings: Sendable, Equatable {
 }
 
 /// How a sync replaces the worker's release.
-public enum SyncStrategy: String, Sendable, Equatable, CaseIterable {
+public enum SyncStrategy: String, Sendable, Equatable, CaseIterable, Encodable {
     /// Transfer into a new directory while the old workers run, then switch in seconds (default).
     case staged
     /// The spec's literal order: stop, transfer over the live release, link, start. For workers

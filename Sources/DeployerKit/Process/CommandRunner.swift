@@ -1,9 +1,16 @@
 /// A program to run: plain data, so tests can compare what would run without running it.
 public struct Command: Sendable, Equatable, CustomStringConvertible {
+    public static func == (lhs: Command, rhs: Command) -> Bool {
+        lhs.executable == rhs.executable && lhs.arguments == rhs.arguments && lhs.standardInput == rhs.standardInput
+    }
+
     public var executable: String
     public var arguments: [String]
     /// Text fed to standard input (a remote script); nil gives the process no input.
     public var standardInput: String?
+    /// Which standard output lines to keep in `CommandOutput` (all when nil); every line still
+    /// reaches the line handler.
+    public var keepsLine: (@Sendable (String) -> Bool)?
 
     public init(_ executable: String, _ arguments: [String], standardInput: String? = nil) {
         self.executable = executable

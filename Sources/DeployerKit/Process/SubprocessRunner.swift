@@ -36,7 +36,7 @@ public struct SubprocessRunner: CommandRunning {
                 var output = ""
                 for try await line in execution.standardOutput.strings() {
                     onLine?(.standardOutput, line)
-                    if output.utf8.count < Self.outputLimit { output += line + "\n" }
+                    if output.utf8.count < Self.outputLimit, command.keepsLine?(line) ?? true { output += line + "\n" }
                 }
                 return (output, try await errorTail)
             }

@@ -28,17 +28,38 @@ public struct RsyncTransfer: Sendable, Equatable {
     }
 }
 
+/// How an rsync run reports, besides its `--stats`.
+public enum RsyncOutput: Sendable, Equatable {
+    case quiet
+    /// Itemized changes (`--out-format=%i %n%L`), for --verbose.
+    case itemized
+    /// Whole-transfer progress lines (`--info=progress2`), for a live display.
+    case progress
+    /// Nothing is changed (`--dry-run`); every change is itemized with its size (`%i %l %n`).
+    case dryRun
+}
+
 /// Builds rsync argument arrays; pure.
 public enum RsyncCommand {
     /// The spec's options (archive, compression, checksums, delete) plus what makes them safe:
     /// `--protect-args` keeps remote paths away from the remote shell, `--stats` feeds the report.
     /// Excluded paths are protected from `--delete` because `--delete-excluded` is never given.
     public static func arguments(_ transfer: RsyncTransfer, endpoint: SSHEndpoint, shell: String, verbose: Bool) -> [String] {
-        var arguments = ["--archive", "--compress", "--checksum", "--delete", "--protect-args", "--stats", "-e", shell]
+        arguments(transfer, endpoint: endpoint, shell: shell, output: verbose ? .itemized : .quiet)
+    }
+
+    public static func arguments(_ transfer: RsyncTransfer, endpoint: SSHEndpoint, shell: String, output: RsyncOutput,
+                                 checksum: Bool = true) -> [String] {
+        var arguments = ["--archive", "--compress"] + (checksum ? ["--checksum"] : []) + ["--delete", "--protect-args", "--stats", "-e", shell]
         if transfer.relative { arguments.append("--relative") }
         if let base = transfer.linkDest { arguments.append("--link-dest=\(base)") }
         if let limit = transfer.bandwidthLimit { arguments.append("--bwlimit=\(limit)") }
-        if verbose { arguments.append("--out-format=%i %n%L") }
+        switch output {
+        case .quiet: break
+        case .itemized: arguments.append("--out-format=%i %n%L")
+        case .progress: arguments.append("--info=progress2")
+        case .dryRun: arguments += ["--dry-run", "--out-format=%i %l %n"]
+        }
         arguments += transfer.excludes.map { "--exclude=\($0)" }
         arguments.append("--")
         arguments += transfer.sources
@@ -116,5 +137,31 @@ public struct TransferStats: Sendable, Equatable {
 extension Substring {
     func trimmingCharacters(in set: Character) -> String {
         String(drop(while: { $0 == set }).reversed().drop(while: { $0 == set }).reversed())
+    }
+}
+
+/// One `--info=progress2` line: `   12,345,678  45%   10.52MB/s    0:00:03 (xfr#123, to-chk=456/2000)`.
+public struct RsyncProgress: Sendable, Equatable {
+    public var bytes: Int64
+    public var percent: Int
+    /// As rsync prints it, e.g. `10.52MB/s`.
+    public var rate: String
+    /// Files transferred so far (`xfr#`).
+    public var files: Int
+
+    public static func isProgressLine(_ line: String) -> Bool {
+        line.hasPrefix(" ") && line.contains("%")
+    }
+
+    public static func parse(_ line: String) -> RsyncProgress? {
+        guard isProgressLine(line) else { return nil }
+        let words = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard words.count >= 3, let bytes = Int64(words[0].replacingOccurrences(of: ",", with: "")),
+              words[1].hasSuffix("%"), let percent = Int(words[1].dropLast()) else { return nil }
+        var files = 0
+        if let range = line.range(of: "xfr#") {
+            files = Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
+        }
+        return RsyncProgress(bytes: bytes, percent: percent, rate: String(words[2]), files: files)
     }
 }

@@ -46,6 +46,12 @@ public struct WorkerConnection: Sendable {
     /// Runs one rsync transfer over the master connection.
     public func transfer(_ transfer: RsyncTransfer, verbose: Bool,
                          onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> TransferStats {
+        try await self.transfer(transfer, output: verbose ? .itemized : .quiet, onLine: onLine).stats
+    }
+
+    /// Runs one rsync; returns its stats and its standard output (the itemized list of a dry run).
+    public func transfer(_ transfer: RsyncTransfer, output mode: RsyncOutput, checksum: Bool = true,
+                         onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> (stats: TransferStats, output: String) {
         let shell: String
         do {
             shell = try SSHCommand.rsyncShell(endpoint)
@@ -54,10 +60,14 @@ public struct WorkerConnection: Sendable {
                                      message: "ssh argument \(error.argument) contains a single quote, which rsync -e cannot carry",
                                      command: "rsync", exitCode: 2, standardErrorTail: [])
         }
-        let command = Command("rsync", RsyncCommand.arguments(transfer, endpoint: endpoint, shell: shell, verbose: verbose))
+        var command = Command("rsync", RsyncCommand.arguments(transfer, endpoint: endpoint, shell: shell, output: mode, checksum: checksum))
+        // Progress lines go to the display only: kept, they could crowd the stats out of memory.
+        if mode == .progress {
+            command.keepsLine = { line in !RsyncProgress.isProgressLine(line) }
+        }
         let output = try await runner.run(command, onLine: onLine)
         guard output.succeeded else { throw failure(step: "transfer \(transfer.name)", command: command, output: output) }
-        return TransferStats.parse(output.standardOutput)
+        return (TransferStats.parse(output.standardOutput), output.standardOutput)
     }
 
     /// Whether the master connection still stands. Cleanup after a lost connection is skipped

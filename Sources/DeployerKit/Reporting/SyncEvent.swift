@@ -6,9 +6,23 @@ public enum SyncEvent: Sendable, Equatable {
     case stepFailed(SyncStep, host: String, seconds: Double)
     /// A line of rsync or remote output (shown with --verbose).
     case output(host: String, source: String, line: String)
+    /// How far one tree's transfer is (only for reporters that ask for progress).
+    case progress(host: String, tree: String, progress: RsyncProgress)
 }
 
 /// Receives sync events; implementations must be safe to call from concurrent transfers.
 public protocol SyncReporting: Sendable {
     func report(_ event: SyncEvent)
+    /// Whether transfers should measure their progress for this reporter (a live display).
+    var wantsProgress: Bool { get }
+}
+
+extension SyncReporting {
+    public var wantsProgress: Bool { false }
+}
+
+/// Reports nothing (--quiet).
+public struct SilentReporter: SyncReporting {
+    public init() {}
+    public func report(_ event: SyncEvent) {}
 }

@@ -34,6 +34,8 @@ public final class TerminalReporter: SyncReporting {
             return String(format: "[%@] %@ FAILED after %.2f s", host as NSString, step.rawValue as NSString, seconds)
         case .output(let host, let source, let line):
             return verbose ? "[\(host)] \(source) | \(line)" : nil
+        case .progress:
+            return nil
         }
     }
 }

@@ -22,6 +22,9 @@ public struct ComposeProject: Sendable, Equatable {
         compose(["port", service, String(containerPort)])
     }
 
+    /// `ps --status running --services`: the services with a running container, one per line.
+    public func runningServices() -> Command { compose(["ps", "--status", "running", "--services"]) }
+
     /// Recreates one service from the file as it is now, leaving every other service running.
     public func recreate(_ service: String) -> Command { compose(["up", "-d", "--no-deps", service]) }
 }

@@ -16,6 +16,8 @@ public struct SyncReport: Sendable, Equatable {
     public var pruned: [String] = []
     /// A rollback switches without transferring.
     public var isRollback = false
+    /// Set for `--dry-run`: what would happen; nothing did.
+    public var dryRun: DryRunReport?
 
     public init(site: String, destination: String, release: String, strategy: SyncStrategy, previousRelease: String? = nil) {
         self.site = site
@@ -23,6 +25,13 @@ public struct SyncReport: Sendable, Equatable {
         self.release = release
         self.strategy = strategy
         self.previousRelease = previousRelease
+    }
+
+    /// The report of a dry run.
+    public init(dryRun: DryRunReport) {
+        self.init(site: dryRun.site, destination: dryRun.destination, release: dryRun.release, strategy: dryRun.strategy,
+                  previousRelease: dryRun.liveRelease)
+        self.dryRun = dryRun
     }
 
     public var totalSeconds: Double { stepSeconds.reduce(0) { $0 + $1.seconds } }
@@ -35,10 +44,12 @@ public struct SyncReport: Sendable, Equatable {
             && lhs.transfers.map(\.name) == rhs.transfers.map(\.name)
             && lhs.transfers.map(\.stats) == rhs.transfers.map(\.stats)
             && lhs.strategy == rhs.strategy && lhs.pruned == rhs.pruned && lhs.downtimeSeconds == rhs.downtimeSeconds
+            && lhs.dryRun == rhs.dryRun
     }
 
     /// The summary printed on standard output at the end of a sync.
     public func summary() -> String {
+        if let dryRun { return dryRun.summary() }
         let was: String
         switch previousRelease {
         case nil, "": was = " (first sync)"

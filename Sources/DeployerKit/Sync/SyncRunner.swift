@@ -188,13 +188,13 @@ public struct SyncRunner: Sendable {
 
     /// The independent trees go in parallel over the one master connection.
     func transferAll(_ transfers: [RsyncTransfer], connection: WorkerConnection) async throws -> [(name: String, stats: TransferStats)] {
-        let verbose = self.verbose
+        let mode: RsyncOutput = verbose ? .itemized : (reporter.wantsProgress ? .progress : .quiet)
         var stats = [TransferStats](repeating: TransferStats(), count: transfers.count)
         try await withThrowingTaskGroup(of: (Int, TransferStats).self) { group in
             for (index, transfer) in transfers.enumerated() {
-                let onLine = verbose ? rsyncForwarder(host: connection.endpoint.host, tree: transfer.name) : nil
+                let onLine = mode == .quiet ? nil : rsyncForwarder(host: connection.endpoint.host, tree: transfer.name)
                 group.addTask {
-                    let result = try await connection.transfer(transfer, verbose: verbose, onLine: onLine)
+                    let result = try await connection.transfer(transfer, output: mode, onLine: onLine).stats
                     return (index, result)
                 }
             }
@@ -207,6 +207,10 @@ public struct SyncRunner: Sendable {
     /// Forwards rsync's itemized changes and errors; its --stats block goes to the report instead.
     func rsyncForwarder(host: String, tree: String) -> @Sendable (OutputStream, String) -> Void {
         { [reporter] stream, line in
+            if let progress = RsyncProgress.parse(line) {
+                reporter.report(.progress(host: host, tree: tree, progress: progress))
+                return
+            }
             let itemized = line.first.map { "<>ch.*".contains($0) } ?? false
             if stream == .standardError || itemized {
                 reporter.report(.output(host: host, source: tree, line: line))

@@ -371,8 +371,9 @@ check_dependencies() {
         host=${address%:*}
         host=${host#[}
         host=${host%]}
-        tcp_open "$host" "$port"
-        case $? in
+        # (a failing command in an if keeps `set -e` from ending the script)
+        if tcp_open "$host" "$port"; then result=0; else result=$?; fi
+        case $result in
             0) printf 'dep_%s=ok\n' "$name" ;;
             2)
                 printf 'dep_%s=unchecked\n' "$name"
