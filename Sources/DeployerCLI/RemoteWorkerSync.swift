@@ -30,6 +30,11 @@ extension RemoteWorker {
                 otherwise the switch goes back to the previous release. --dry-run prints each \
                 worker's plan and what would change, changing nothing.
 
+                A worker whose live release is the main server's current one, verified when it went \
+                live and still identical (rsync's quick check), keeps it: only deployment data and \
+                includes go over, and services restart only if those changed or a service is not \
+                running. --full stages and switches anyway.
+
                 Exit status: 0 synced (every worker); 1 a sync failed (each failed worker is named \
                 with what it runs now); 2 bad input or configuration (nothing on any worker was \
                 changed); 3 every failure was another sync holding the worker's lock; 130 interrupted \
@@ -65,6 +70,9 @@ extension RemoteWorker {
 
         @Option(name: .customLong("settle"), help: ArgumentHelp("Seconds worker services must stay up, without restarting, after a start. (default: 2)", valueName: "seconds"))
         var settle: Int?
+
+        @Flag(name: .customLong("full"), help: "Stage and switch even when the worker's live release is this one, verified and unchanged.")
+        var full = false
 
         @Flag(name: .customLong("no-scheduler"), help: "Do not run `schedule` on the workers of this run (a site wants exactly one scheduler).")
         var noScheduler = false
@@ -103,7 +111,9 @@ extension RemoteWorker {
             let plans = try settings.workers.map { worker in
                 for dir in worker.includeDirs { try workspace.checkInclude(dir, directory: true) }
                 for file in worker.includeFiles { try workspace.checkInclude(file, directory: false) }
-                return SyncPlan.make(workspace: workspace, worker: worker, dependencies: dependencies)
+                var plan = SyncPlan.make(workspace: workspace, worker: worker, dependencies: dependencies)
+                plan.full = full
+                return plan
             }
             return (settings, plans)
         }

@@ -364,10 +364,16 @@ struct EnablerTests {
 
     @Test("a wildcard bind is allowed only when asked, with a warning")
     func wildcard() async throws {
+        // global-db already publishes 3306 everywhere, so no probe of 0.0.0.0:3306 (which other
+        // programs on this machine may hold) decides this test.
+        let compose = services + "/docker-compose.yml"
+        try fmServicesCompose.replacingOccurrences(of: "    restart: always\n", with: "    restart: always\n    ports: [\"3306:3306\"]\n")
+            .write(toFile: compose, atomically: true, encoding: .utf8)
         var wide = settings()
         wide.bindAddress = "0.0.0.0"
         let plan = try await Enabler(runner: Docker().runner).plan(wide)
         #expect(plan.queue.mapping.hostIP == nil)
+        #expect(plan.database.newText == nil, "already published on every address")
         #expect(plan.warnings.contains { $0.contains("every address") })
     }
 }

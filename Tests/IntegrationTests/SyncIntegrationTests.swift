@@ -110,10 +110,38 @@ final class SyncIntegrationTests {
             #expect(FileManager.default.contentsEqual(atPath: fixture.workspace + "/release_20261121_090000/apps/" + path,
                                                       andPath: workspaceOnHost + "/release_20261121_090000/apps/" + path), "\(path)")
         }
-        // A second run with nothing new transfers no file.
+        // A second run with nothing new transfers no file, keeps the verified copy and leaves the
+        // services running (same containers).
+        let containers = try await worker.ssh("docker ps -q --no-trunc | sort")
         let again = try await sync()
         expectSuccess(again)
+        #expect(again.standardOutput.contains("release_20261121_090000 is live (unchanged: the verified copy and its running services were kept)"), "\(again.standardOutput)")
         #expect(again.standardOutput.contains("transferred      0 files"))
+        #expect(again.standardOutput.contains("compare release"))
+        #expect(!again.standardOutput.contains("switch "))
+        #expect(try await worker.ssh("docker ps -q --no-trunc | sort").standardOutput == containers.standardOutput)
+
+        // Changed data (a worker config) restarts the services on the same release.
+        let config = fixture.deploymentData + "/sites/\(Self.site)/site_config.workers.json"
+        try (try String(contentsOfFile: config, encoding: .utf8)).replacingOccurrences(of: "_site_db", with: "_site_db2")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let restarted = try await sync()
+        expectSuccess(restarted)
+        #expect(restarted.standardOutput.contains("(unchanged release kept; services restarted for changed data)"), "\(restarted.standardOutput)")
+        #expect(restarted.standardOutput.contains("restart services"))
+
+        // A file changed on the worker breaks the match: a fresh copy is staged and switched in.
+        let tampered = workspaceOnHost + "/release_20261121_090000/apps/frappe/fdtb-service.sh"
+        try (try String(contentsOfFile: tampered, encoding: .utf8) + "# edited on the worker\n").write(toFile: tampered, atomically: false, encoding: .utf8)
+        let repaired = try await sync()
+        expectSuccess(repaired)
+        #expect(repaired.standardOutput.contains("(resynced)"), "\(repaired.standardOutput)")
+        #expect(FileManager.default.contentsEqual(atPath: fixture.workspace + "/release_20261121_090000/apps/frappe/fdtb-service.sh", andPath: tampered))
+
+        // --full stages and switches even when nothing changed.
+        let full = try await sync(["--full"])
+        expectSuccess(full)
+        #expect(full.standardOutput.contains("(resynced)"))
     }
 
     @Test("include dir and file: synced under the workspace, deletions inside the dir follow, nothing beside them is touched")

@@ -59,8 +59,8 @@ public struct DryRunReport: Sendable, Equatable, Encodable {
     public func summary() -> String {
         var lines = ["dry run: sync \(site) to \(destination): \(release)" + (liveRelease.map { " (live: \($0))" } ?? " (first sync)") + "; nothing was changed"]
         for (index, step) in steps.enumerated() { lines.append("  \(index + 1). \(step)") }
-        lines.append("  services to stop:  \(stopServices.isEmpty ? "none running" : stopServices.joined(separator: ", "))")
-        lines.append("  services to start: \(startServices.joined(separator: ", "))")
+        lines.append("  services to stop:  \(stopServices.isEmpty ? "none" : stopServices.joined(separator: ", "))")
+        lines.append("  services to start: \(startServices.isEmpty ? "none (they keep running)" : startServices.joined(separator: ", "))")
         lines.append("  changes against the worker:")
         for tree in trees { lines.append("    \(tree.summary)") }
         return lines.joined(separator: "\n")
@@ -131,7 +131,23 @@ extension SyncRunner {
             let deps = plan.dependencies.map { "\($0.name) \($0.host):\($0.port)" }.joined(separator: ", ")
             let checks = "check \(deps.isEmpty ? "" : deps + " reachable, ")services up for \(worker.settleSeconds) s"
             var steps = ["connect to \(worker.destination) (one SSH connection)", "check the worker and take its lock"]
+            let releaseTree = trees.first { $0.name == "release" }
+            let keeps = plan.strategy == .staged && !plan.full && live == plan.release
+                && facts["verified_release"] == plan.release && releaseTree?.total == 0
             switch plan.strategy {
+            case .staged where keeps:
+                steps.append("keep \(plan.release): it is live, was verified when it went live, and is identical to the main server's")
+                steps.append("transfer deployment data and includes")
+                let dataChanges = trees.filter { $0.name != "release" }.reduce(0) { $0 + $1.total }
+                let wanted = Set(start)
+                if dataChanges == 0 && Set(running) == wanted {
+                    steps.append("leave \(running.joined(separator: ", ")) running: nothing they read changed")
+                    steps.append("release the lock")
+                    return DryRunReport(site: plan.site, destination: worker.destination, release: plan.release, liveRelease: live,
+                                        strategy: plan.strategy, steps: steps, stopServices: [], startServices: [], trees: trees)
+                } else {
+                    steps.append("restart: stop \(running.isEmpty ? "nothing" : running.joined(separator: ", ")), start \(start.joined(separator: ", ")), \(checks)")
+                }
             case .staged:
                 steps.append("stage \(plan.release) beside the running release" + (live.map { ", reusing \($0)" } ?? ""))
                 steps.append("link the worker configs inside it")
@@ -153,8 +169,9 @@ extension SyncRunner {
     }
 
     /// What each tree of `plan` would change on the worker, compared with its live release.
-    func changes(plan: SyncPlan, live: String?, connection: WorkerConnection, checksum: Bool) async throws -> [TreeChanges] {
-        var transfers = plan.transfers(base: nil)
+    func changes(plan: SyncPlan, live: String?, connection: WorkerConnection, checksum: Bool,
+                 only names: Set<String>? = nil) async throws -> [TreeChanges] {
+        var transfers = plan.transfers(base: nil).filter { names?.contains($0.name) ?? true }
         if let index = transfers.firstIndex(where: { $0.name == "release" }) {
             // Against what runs now; a first sync compares with a directory that is not there.
             transfers[index].destination = "\(plan.worker.workspacePath)/\(live ?? ".fd-none-\(plan.token)")/"

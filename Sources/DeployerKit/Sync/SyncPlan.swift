@@ -11,6 +11,8 @@ public enum SyncStep: String, Sendable, CaseIterable {
     case switchRelease = "switch"
     case startServices = "start services"
     case prune = "prune"
+    case compare = "compare release"
+    case restart = "restart services"
 }
 
 /// What a sync to one worker will do, decided before anything runs; printing it changes nothing.
@@ -22,6 +24,8 @@ public struct SyncPlan: Sendable, Equatable {
     public var token: String
     /// What the started services must reach (checked from the worker after the start).
     public var dependencies: [WorkerDependency] = []
+    /// Stage and switch even when the worker's live release is this one, verified and unchanged.
+    public var full = false
 
     public var release: String { workspace.releaseName }
     public var strategy: SyncStrategy { worker.strategy }

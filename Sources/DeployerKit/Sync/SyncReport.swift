@@ -16,6 +16,10 @@ public struct SyncReport: Sendable, Equatable {
     public var pruned: [String] = []
     /// A rollback switches without transferring.
     public var isRollback = false
+    /// The live release was kept as it was (verified, unchanged); only data went over.
+    public var releaseKept = false
+    /// With `releaseKept`: services were left running (nothing changed that they read).
+    public var servicesKept = false
     /// Set for `--dry-run`: what would happen; nothing did.
     public var dryRun: DryRunReport?
 
@@ -53,6 +57,8 @@ public struct SyncReport: Sendable, Equatable {
         let was: String
         switch previousRelease {
         case nil, "": was = " (first sync)"
+        case release where servicesKept: was = " (unchanged: the verified copy and its running services were kept)"
+        case release where releaseKept: was = " (unchanged release kept; services restarted for changed data)"
         case release: was = " (resynced)"
         case let previous?: was = " (was \(previous))"
         }

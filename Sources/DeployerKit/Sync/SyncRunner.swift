@@ -61,6 +61,7 @@ public struct SyncRunner: Sendable {
     // MARK: - Strategies
 
     func stagedSync(_ plan: SyncPlan, connection: WorkerConnection, script: RemoteScript, facts: [String: String], operation: Operation) async throws {
+        if try await keepLiveRelease(plan, connection: connection, script: script, facts: facts, operation: operation) { return }
         let releases = (facts["releases"] ?? "").split(separator: " ").map(String.init)
         let base = SyncPlan.linkBase(current: facts["current_release"], releases: releases)
         let transfers = plan.transfers(base: base)
@@ -105,6 +106,44 @@ public struct SyncRunner: Sendable {
         }
     }
 
+    /// A release is immutable once built. When the worker's live release is this one, was verified
+    /// when it went live (a complete, checksummed copy) and still matches the main server's by
+    /// rsync's quick check (size, time, type, permissions of every entry), it is kept: only the
+    /// deployment data and includes go over, and services restart only if those changed or a
+    /// service is not running. Returns false when a full staged sync is needed.
+    func keepLiveRelease(_ plan: SyncPlan, connection: WorkerConnection, script: RemoteScript, facts: [String: String],
+                         operation: Operation) async throws -> Bool {
+        guard !plan.full, facts["current_release"] == plan.release, facts["verified_release"] == plan.release else { return false }
+        let unchanged = try await operation.step(.compare, detail: "\(plan.release) is live and verified; comparing it with the main server's") {
+            let trees = try await changes(plan: plan, live: plan.release, connection: connection, checksum: false, only: ["release"])
+            let differing = trees.reduce(0) { $0 + $1.total }
+            return (differing == 0, differing == 0 ? "identical: kept" : "\(differing) files differ: staging a fresh copy")
+        }
+        guard unchanged else { return false }
+        operation.report.releaseKept = true
+        let data = plan.transfers(base: nil).filter { $0.name != "release" }
+        operation.report.transfers = try await operation.step(.stage, detail: "deployment data and includes only") {
+            operation.workerState = "unchanged: the release runs (deployment-data and includes may be updated)"
+            let results = try await transferCancellable(data, connection: connection)
+            let total = results.reduce(TransferStats()) { $0 + $1.stats }
+            return (results, "\(total.regularFilesTransferred) files, \(ByteCount.format(total.bytesSent)) sent")
+        }
+        let total = operation.report.totals
+        let wanted = Set((plan.worker.scheduler ? ["schedule"] : []) + SyncRunner.words(facts["worker_services"]))
+        let running = Set(SyncRunner.words(facts["running"]))
+        let dataChanged = total.regularFilesTransferred + total.deletedFiles + total.createdFiles > 0
+        if !dataChanged && running == wanted {
+            operation.report.servicesKept = true
+            operation.report.runningServices = running.sorted()
+            return true
+        }
+        // Restart on the same release: the switch's stop, start, checks and undo, no flip.
+        try await switchRelease(site: plan.site, release: plan.release, stage: nil, worker: plan.worker,
+                                dependencies: plan.dependencies, connection: connection, script: script, operation: operation,
+                                step: .restart)
+        return true
+    }
+
     func inPlaceSync(_ plan: SyncPlan, connection: WorkerConnection, script: RemoteScript, operation: Operation) async throws {
         let ws = plan.worker.workspacePath
         if let signal = interrupt?.received {
@@ -142,12 +181,14 @@ public struct SyncRunner: Sendable {
     /// The critical section, run by the worker as one detached job that undoes itself on failure.
     /// An interrupt arriving now is handled after it: the switch is seconds long and never split.
     func switchRelease(site: String, release: String, stage: String?, worker: WorkerSettings, dependencies: [WorkerDependency],
-                       connection: WorkerConnection, script: RemoteScript, operation: Operation) async throws {
+                       connection: WorkerConnection, script: RemoteScript, operation: Operation,
+                       step: SyncStep = .switchRelease) async throws {
         let ws = worker.workspacePath
         let arguments = ["switch", ws, site, release, stage ?? "-", worker.stopTimeout.map(String.init) ?? "-"]
             + SyncPlan.startArguments(worker: worker, dependencies: dependencies)
         operation.workerState = "switching to \(release)"
-        let facts = try await operation.step(.switchRelease, detail: "stop, flip frappe-bench -> \(release), start") {
+        let detail = step == .restart ? "stop and start on \(release), check" : "stop, flip frappe-bench -> \(release), start"
+        let facts = try await operation.step(step, detail: detail) {
             let (command, output) = try await connection.runPhase(script, arguments: arguments, onLine: operation.onLine)
             let facts = WorkerConnection.facts(output.standardOutput)
             if let downtime = facts["downtime_ms"].flatMap(Double.init) { operation.report.downtimeSeconds = downtime / 1000 }
@@ -164,10 +205,10 @@ public struct SyncRunner: Sendable {
                 throw SyncError.switchFailed(host: worker.server, release: release, reason: reason)
             case 5:
                 operation.workerState = "unchanged: stopping the services failed, so the old release was started again"
-                throw connection.failure(step: SyncStep.switchRelease.rawValue, command: command, output: output)
+                throw connection.failure(step: step.rawValue, command: command, output: output)
             default:
                 operation.workerState = "unknown: the switch's outcome was not reported; see \(worker.siteDirectory)/.frappe-deployer/switch.log on the worker"
-                throw connection.failure(step: SyncStep.switchRelease.rawValue, command: command, output: output)
+                throw connection.failure(step: step.rawValue, command: command, output: output)
             }
         }
         operation.workerState = "\(release) runs"

@@ -177,6 +177,7 @@ preflight() {
     printf 'worker_services=%s\n' "$workers"
     printf 'current_release=%s\n' "$current"
     printf 'previous_release=%s\n' "$(value previous "$state/releases")"
+    printf 'verified_release=%s\n' "$(cat "$state/verified" 2>/dev/null || true)"
     printf 'releases=%s\n' "$releases"
     printf 'running=%s\n' "$(running_services 2>/dev/null || true)"
 }
@@ -465,6 +466,8 @@ do_switch() {
     if [ $flipped -eq 0 ] && mkdir -p "$workspace/frappe-bench/config/pids" && start_services "$settle" "$scheduler" "$deps"; then
         printf 'downtime_ms=%s\n' "$((up_ms - t0))"
         printf 'live=%s\n' "$release"
+        # A complete, checksummed copy is live: a later sync of the same release may keep it.
+        printf '%s\n' "$release" > "$state/verified"
         if [ -n "$live" ] && [ "$live" != "$release" ]; then
             printf 'previous=%s\n' "$live" > "$state/releases"
         fi
@@ -564,7 +567,9 @@ prune() {
 }
 
 stop() {
-    mkdir -p "$workspace/deployment-data"
+    mkdir -p "$workspace/deployment-data" "$state"
+    # The live release is about to be rewritten in place: it is no longer a verified copy.
+    rm -f "$state/verified"
     stop_services "${1:--}" || fail 5 "stopping the worker services failed in $site_dir"
     printf 'stopped=yes\n'
 }
@@ -583,6 +588,7 @@ activate() {
 
 start() {
     start_services "${1:-0}" "${2:-yes}" "${3:--}" || exit 5
+    readlink "$workspace/frappe-bench" > "$state/verified"
 }
 
 case $phase in
