@@ -71,6 +71,9 @@ extension RemoteWorker {
         @Option(name: .customLong("settle"), help: ArgumentHelp("Seconds worker services must stay up, without restarting, after a start. (default: 2)", valueName: "seconds"))
         var settle: Int?
 
+        @Option(name: .customLong("streams"), help: ArgumentHelp("Parallel rsync streams for a release's first copy to a worker: 1, or 2 (env/ beside the rest). (default: 2)", valueName: "count"))
+        var streams: Int?
+
         @Flag(name: .customLong("full"), help: "Stage and switch even when the worker's live release is this one, verified and unchanged.")
         var full = false
 
@@ -97,6 +100,7 @@ extension RemoteWorker {
                 switching.apply(to: &flags)
                 fleet.apply(to: &flags)
                 flags.worker.settle = settle
+                flags.worker.streams = streams
                 if noScheduler { flags.worker.scheduler = false }
                 flags.worker.includeDirs = includeDirs
                 flags.worker.includeFiles = includeFiles

@@ -13,6 +13,51 @@ struct ExcludeRulesTests {
         }
     }
 
+    @Test("a first copy in two streams (env/ and the rest) gives exactly the tree one stream gives")
+    func splitStreams() async throws {
+        let directory = try TemporaryDirectory(prefix: "fd-split")
+        let fixture = try WorkspaceFixture.create(benchesPath: directory.path + "/main", site: "a.test", release: "release_1",
+                                                  profile: FixtureProfile(files: 60, bytes: 200_000))
+        let workspace = try LocalWorkspace.locate(benchesPath: fixture.benchesPath, siteName: "a.test")
+        var worker = WorkerSettings(server: "w", workspacePath: "/w")
+        worker.excludePatterns = ["/env/lib/skipped-by-user/"]
+        let plan = SyncPlan.make(workspace: workspace, worker: worker)
+        let split = plan.transfers(base: nil, splitFirstCopy: true)
+        #expect(split.map(\.name) == ["release env/", "release", "deployment-data"])
+        #expect(split.prefix(2).allSatisfy { !$0.checksum })
+        #expect(plan.transfers(base: "release_0", splitFirstCopy: true).filter { $0.name.hasPrefix("release") }.map(\.checksum) == [true])
+        try FileManager.default.createDirectory(atPath: workspace.releasePath + "/env/lib/skipped-by-user", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: workspace.releasePath + "/env/lib/skipped-by-user/f"))
+
+        func copy(_ transfers: [RsyncTransfer], into destination: String) async throws {
+            for transfer in transfers where transfer.name.hasPrefix("release") {
+                let arguments = ["--archive", "--delete"] + transfer.excludes.map { "--exclude=\($0)" } + transfer.filters.map { "--filter=\($0)" }
+                    + transfer.sources + [destination + "/"]
+                let output = try await SubprocessRunner().run(Command("rsync", arguments))
+                #expect(output.exitCode == 0, "\(output.standardErrorTail)")
+            }
+        }
+        try await copy(split, into: directory.path + "/two")
+        try await copy(plan.transfers(base: nil), into: directory.path + "/one")
+        let one = TreeSnapshot(directory.path + "/one", contents: true)
+        #expect(one.entries.keys.contains { $0.hasPrefix("env/") })
+        #expect(!one.entries.keys.contains { $0.contains("skipped-by-user/f") }, "a user's anchored exclude still applies")
+        let two = TreeSnapshot(directory.path + "/two", contents: true)
+        // Files exactly (size, mtime, bytes); links by target; directories by presence (their
+        // st_size, and a link's own mtime, are the file system's business, not rsync's).
+        func essence(_ entry: String?) -> String? {
+            guard let entry else { return nil }
+            let fields = entry.split(separator: " ", omittingEmptySubsequences: false)
+            switch fields.first {
+            case "NSFileTypeDirectory": return "dir"
+            case "NSFileTypeSymbolicLink": return "link " + fields.dropFirst(3).joined(separator: " ")
+            default: return entry
+            }
+        }
+        let differing = Set(one.entries.keys).union(two.entries.keys).filter { essence(one.entries[$0]) != essence(two.entries[$0]) }
+        #expect(differing.isEmpty, "\(differing.sorted().prefix(3).map { "\($0): \(one.entries[$0] ?? "-") / \(two.entries[$0] ?? "-")" })")
+    }
+
     @Test("excluded files are neither sent nor deleted on the receiving side")
     func excludedNeitherSentNorDeleted() async throws {
         let directory = try TemporaryDirectory(prefix: "fd-excl")

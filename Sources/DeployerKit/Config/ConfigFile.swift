@@ -21,12 +21,15 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
     public var settle: Int?
     /// Whether this worker runs `schedule` (one scheduler per site).
     public var scheduler: Bool?
+    /// Parallel rsync streams for a first copy (1 or 2).
+    public var streams: Int?
 
     public init(
         server: String? = nil, sshUser: String? = nil, sshPort: Int? = nil, workspacePath: String? = nil,
         sshConfig: String? = nil, includeDirs: [String] = [], includeFiles: [String] = [],
         excludePatterns: [String] = [], sshOptions: [String] = [], strategy: String? = nil, keepReleases: Int? = nil,
-        stopTimeout: Int? = nil, lockWait: Int? = nil, bandwidthLimit: Int? = nil, settle: Int? = nil, scheduler: Bool? = nil
+        stopTimeout: Int? = nil, lockWait: Int? = nil, bandwidthLimit: Int? = nil, settle: Int? = nil, scheduler: Bool? = nil,
+        streams: Int? = nil
     ) {
         self.server = server
         self.sshUser = sshUser
@@ -44,6 +47,7 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
         self.bandwidthLimit = bandwidthLimit
         self.settle = settle
         self.scheduler = scheduler
+        self.streams = streams
     }
 }
 
@@ -64,7 +68,7 @@ public struct ConfigFile: Sendable, Equatable {
     static let workerKeys = [
         "server", "ssh_user", "ssh_port", "workspace_path", "ssh_config",
         "include_dirs", "include_files", "exclude_patterns", "ssh_options",
-        "strategy", "keep_releases", "stop_timeout", "lock_wait", "bwlimit", "settle", "scheduler",
+        "strategy", "keep_releases", "stop_timeout", "lock_wait", "bwlimit", "settle", "scheduler", "streams",
     ]
 
     public init(path: String, siteName: String? = nil, benchesPath: String? = nil, remoteWorkers: [RemoteWorkerConfig] = []) {
@@ -142,7 +146,8 @@ public struct ConfigFile: Sendable, Equatable {
             lockWait: try reader.int("lock_wait"),
             bandwidthLimit: try reader.int("bwlimit"),
             settle: try reader.int("settle"),
-            scheduler: try reader.bool("scheduler")
+            scheduler: try reader.bool("scheduler"),
+            streams: try reader.int("streams")
         )
     }
 

@@ -223,6 +223,13 @@ public enum SettingsResolver {
         worker.bandwidthLimit = try count(\.bandwidthLimit, flag: "--bwlimit", variable: "FRAPPE_DEPLOYER_BWLIMIT", key: "bwlimit", minimum: 1)
         worker.settleSeconds = try count(\.settle, flag: "--settle", variable: "FRAPPE_DEPLOYER_SETTLE", key: "settle", minimum: 0) ?? 2
         worker.scheduler = pick(\.scheduler) ?? true
+        if let streams = try count(\.streams, flag: "--streams", variable: "FRAPPE_DEPLOYER_STREAMS", key: "streams", minimum: 1) {
+            guard streams <= 2 else {
+                throw .invalidValue(source: origin(\.streams, flag: "--streams", variable: "FRAPPE_DEPLOYER_STREAMS", key: "streams"), keyPath: "streams",
+                                    problem: "\(streams) is above the maximum of 2 (env/ and the rest of a release)")
+            }
+            worker.firstCopyStreams = streams
+        }
         for layer in layers {
             for option in layer.sshOptions {
                 if let problem = SSHCommand.optionProblem(option) {

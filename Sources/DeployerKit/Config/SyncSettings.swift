@@ -60,6 +60,9 @@ public struct WorkerSettings: Sendable, Equatable {
     public var settleSeconds = 2
     /// Whether this worker runs `schedule`; a site wants exactly one scheduler.
     public var scheduler = true
+    /// Parallel rsync streams for a release's first copy to a worker (1: one stream; 2: `env/`
+    /// beside the rest).
+    public var firstCopyStreams = 2
 
     public init(
         server: String, sshUser: String = "frappe", sshPort: Int = 22, workspacePath: String,

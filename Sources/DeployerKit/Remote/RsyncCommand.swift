@@ -15,6 +15,12 @@ public struct RsyncTransfer: Sendable, Equatable {
     public var linkDest: String?
     /// `--bwlimit` in KiB/s.
     public var bandwidthLimit: Int?
+    /// Filter rules after the excludes (`--filter=RULE`), e.g. `+ /env/` and `- /*` to carry one
+    /// subtree of the source in its own stream.
+    public var filters: [String] = []
+    /// `--checksum`: compare whole-file checksums instead of size and time. Pointless (and a full
+    /// extra read of the source) when the destination holds nothing to compare with.
+    public var checksum = true
 
     public init(name: String, sources: [String], destination: String, excludes: [String], relative: Bool = false,
                 linkDest: String? = nil, bandwidthLimit: Int? = nil) {
@@ -50,7 +56,8 @@ public enum RsyncCommand {
 
     public static func arguments(_ transfer: RsyncTransfer, endpoint: SSHEndpoint, shell: String, output: RsyncOutput,
                                  checksum: Bool = true) -> [String] {
-        var arguments = ["--archive", "--compress"] + (checksum ? ["--checksum"] : []) + ["--delete", "--protect-args", "--stats", "-e", shell]
+        var arguments = ["--archive", "--compress"] + (checksum && transfer.checksum ? ["--checksum"] : [])
+            + ["--delete", "--protect-args", "--stats", "-e", shell]
         if transfer.relative { arguments.append("--relative") }
         if let base = transfer.linkDest { arguments.append("--link-dest=\(base)") }
         if let limit = transfer.bandwidthLimit { arguments.append("--bwlimit=\(limit)") }
@@ -61,6 +68,7 @@ public enum RsyncCommand {
         case .dryRun: arguments += ["--dry-run", "--out-format=%i %l %n"]
         }
         arguments += transfer.excludes.map { "--exclude=\($0)" }
+        arguments += transfer.filters.map { "--filter=\($0)" }
         arguments.append("--")
         arguments += transfer.sources
         arguments.append("\(endpoint.user)@\(rsyncHost(endpoint.host)):\(transfer.destination)")

@@ -47,6 +47,29 @@ public struct SyncPlan: Sendable, Equatable {
     /// hard-linking unchanged files from `base` (a release already on the worker). In place: the
     /// release is rewritten where it is.
     public func transfers(base: String?) -> [RsyncTransfer] {
+        transfers(base: base, splitFirstCopy: false)
+    }
+
+    /// The trees of a staging transfer. A first copy (no base on the worker) goes without
+    /// `--checksum` (there is nothing to compare with) and, with `splitFirstCopy`, as two parallel
+    /// streams: `env/` (two thirds of a release's bytes) and the rest, so compression and the
+    /// link's window are used twice over. The same excludes apply to both; each stream's filter
+    /// keeps it out of the other's subtree, and excluded paths are never deleted.
+    public func transfers(base: String?, splitFirstCopy: Bool) -> [RsyncTransfer] {
+        var transfers = baseTransfers(base: base)
+        guard strategy == .staged, base == nil, let index = transfers.firstIndex(where: { $0.name == "release" }) else { return transfers }
+        transfers[index].checksum = false
+        guard splitFirstCopy, worker.firstCopyStreams > 1,
+              FileManager.default.fileExists(atPath: workspace.releasePath + "/env") else { return transfers }
+        var env = transfers[index]
+        env.name = "release env/"
+        env.filters = ["+ /env/", "- /*"]
+        transfers[index].filters = ["- /env/"]
+        transfers.insert(env, at: index)
+        return transfers
+    }
+
+    func baseTransfers(base: String?) -> [RsyncTransfer] {
         let remote = worker.workspacePath
         let userExcludes = worker.excludePatterns
         let limit = worker.bandwidthLimit

@@ -64,7 +64,7 @@ public struct SyncRunner: Sendable {
         if try await keepLiveRelease(plan, connection: connection, script: script, facts: facts, operation: operation) { return }
         let releases = (facts["releases"] ?? "").split(separator: " ").map(String.init)
         let base = SyncPlan.linkBase(current: facts["current_release"], releases: releases)
-        let transfers = plan.transfers(base: base)
+        let transfers = plan.transfers(base: base, splitFirstCopy: true)
         let ws = plan.worker.workspacePath
 
         let live = facts["current_release"].flatMap { $0.isEmpty ? nil : $0 }
