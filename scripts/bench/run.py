@@ -7,7 +7,9 @@ Contenders, each from the same worker state:
   floor  one bare rsync -az --delete of the same trees (same excludes; the previous release as
          --link-dest base when there is one) over an already open connection, no service handling
 Scenarios: first sync to an empty worker; no-change resync; new release (every mtime changed,
-3% of the files' contents changed). Links: plain veth, and a ~50 ms round trip through a
+3% of the files' contents changed); four: first sync to 4 workers at once (the spec's tool syncs
+one worker per run, so its sequence runs 4 times in a row; the floor runs 4 bare rsyncs in
+parallel). A second fixture (100k files) measures the tool's peak memory. Links: plain veth, and a ~50 ms round trip through a
 user-space delay proxy in the worker's namespace. Figures: wall time, worker downtime, bytes sent,
 SSH handshakes (accepted logins in the worker's sshd log), the tool's peak memory (VmHWM).
 """
@@ -18,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,72 +40,41 @@ def testbed(*args, env=None):
     return sh(["bash", TESTBED, *args], env=env)
 
 
-def worker_env():
-    facts = {}
-    for line in testbed("env", WORKER).splitlines():
-        key, _, value = line.partition("=")
-        facts[key] = value
-    return facts
+class Host:
+    """One testbed worker and the link to it."""
 
-
-class Bench:
-    def __init__(self, args):
-        self.args = args
-        self.base = "/var/tmp/fd-bench"
-        self.benches = f"{self.base}/benches"
-        self.ws = f"{self.benches}/{SITE}/workspace"
-        self.tool = args.tool
-        self.fixture = args.fixture
-
-    # -- setup ----------------------------------------------------------------------------------
-    def make_fixture(self):
-        shutil.rmtree(self.base, ignore_errors=True)
-        sh([self.fixture, "create", self.benches, SITE, "--release", "release_1", "--profile", self.args.profile,
-            "--main-address", f"10.213.{INDEX}.1"])
-        # release_2: a rebuild of release_1 with every mtime new and 3% of the files changed.
-        sh(["cp", "-a", f"{self.ws}/release_1", f"{self.ws}/release_2"])
-        files = []
-        for directory, _, names in os.walk(f"{self.ws}/release_2"):
-            for name in names:
-                path = os.path.join(directory, name)
-                if not os.path.islink(path):
-                    files.append(path)
-        now = time.time() + 3600
-        for path in files:
-            os.utime(path, (now, now))
-        rng = random.Random(3)
-        for path in rng.sample(files, int(len(files) * 0.03)):
-            with open(path, "r+b") as handle:
-                handle.write(rng.randbytes(min(64, max(1, os.path.getsize(path)))))
-        self.file_count = len(files)
-
-    def set_current(self, release):
-        link = f"{self.ws}/frappe-bench"
-        os.remove(link)
-        os.symlink(release, link)
+    def __init__(self, name, index):
+        self.name, self.index = name, index
+        self.proxy = None
+        self.port = 22
 
     def up(self):
-        testbed("down", WORKER)
-        testbed("up", WORKER, str(INDEX))
-        testbed("site", WORKER, SITE)
-        self.env = worker_env()
+        testbed("down", self.name)
+        testbed("up", self.name, str(self.index))
+        testbed("site", self.name, SITE)
+        self.env = {}
+        for line in testbed("env", self.name).splitlines():
+            key, _, value = line.partition("=")
+            self.env[key] = value
         self.address = self.env["FDTB_ADDRESS"]
         self.remote_ws = f"/home/frappe/frappe/sites/{SITE}/workspace"
-        self.remote_ws_host = self.env["FDTB_HOME"] + self.remote_ws[len("/home"):]
         self.sshd_log = self.env["FDTB_DIR"] + "/sshd.log"
-        self.proxy = None
 
-    def start_link(self, link):
+    def down(self):
+        self.stop_link()
+        testbed("down", self.name)
+
+    def start_link(self, link, one_way_ms):
         self.port = 22
         if link == "wan":
-            ns = f"fdtb-{WORKER}"
-            self.proxy = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, os.path.join(ROOT, "scripts/bench/delay_proxy.py"),
-                                           f"{self.address}:2222", f"{self.address}:22", str(self.args.one_way_ms)])
+            self.proxy = subprocess.Popen(["ip", "netns", "exec", f"fdtb-{self.name}", sys.executable,
+                                           os.path.join(ROOT, "scripts/bench/delay_proxy.py"),
+                                           f"{self.address}:2222", f"{self.address}:22", str(one_way_ms)])
             time.sleep(0.5)
             self.port = 2222
         # The worker's known_hosts entry names port 22; the proxied port is the same host key.
         with open(self.env["FDTB_KNOWN_HOSTS"]) as handle:
-            key = handle.read().split(" ", 1)[1].strip()
+            key = handle.read().split(" ", 1)[1].strip().split("\n")[0]
         with open(self.env["FDTB_KNOWN_HOSTS"], "w") as handle:
             handle.write(f"{self.address} {key}\n[{self.address}]:2222 {key}\n")
 
@@ -112,22 +84,74 @@ class Bench:
             self.proxy.wait()
             self.proxy = None
 
-    def reset_worker(self):
+    def ssh(self, command):
+        return sh(["ssh", "-F", self.env["FDTB_SSH_CONFIG"], "-p", str(self.port), "-o", "BatchMode=yes", f"frappe@{self.address}", command])
+
+    def reset(self):
         """An empty worker: services down, workspace and tool state removed."""
         self.ssh(f"cd /home/frappe/frappe/sites/{SITE} && docker compose -f docker-compose.yml -f docker-compose.workers.yml down 2>/dev/null; "
                  f"rm -rf {self.remote_ws} /home/frappe/frappe/sites/{SITE}/.frappe-deployer; mkdir -p {self.remote_ws}")
-
-    def ssh(self, command):
-        return sh(["ssh", "-F", self.env["FDTB_SSH_CONFIG"], "-p", str(self.port), "-o", "BatchMode=yes", f"frappe@{self.address}", command])
 
     def handshakes(self):
         with open(self.sshd_log, errors="replace") as handle:
             return sum(1 for line in handle if "Accepted publickey" in line)
 
+
+class Bench:
+    def __init__(self, args, hosts):
+        self.args = args
+        self.base = "/var/tmp/fd-bench"
+        self.benches = f"{self.base}/benches"
+        self.ws = f"{self.benches}/{SITE}/workspace"
+        self.tool = args.tool
+        self.fixture = args.fixture
+        self.hosts = hosts
+        self.ssh_config = f"{self.base}/ssh_config"
+
+    # -- setup ----------------------------------------------------------------------------------
+    def make_fixture(self, profile, rebuild=True):
+        shutil.rmtree(self.base, ignore_errors=True)
+        sh([self.fixture, "create", self.benches, SITE, "--release", "release_1", "--profile", profile,
+            "--main-address", f"10.213.{INDEX}.1"])
+        files = []
+        for directory, _, names in os.walk(f"{self.ws}/release_1"):
+            files += [os.path.join(directory, n) for n in names if not os.path.islink(os.path.join(directory, n))]
+        self.file_count = len(files)
+        if not rebuild:
+            return
+        # release_2: a rebuild of release_1 with every mtime new and 3% of the files changed.
+        sh(["cp", "-a", f"{self.ws}/release_1", f"{self.ws}/release_2"])
+        files = [f.replace("/release_1/", "/release_2/", 1) for f in files]
+        now = time.time() + 3600
+        for path in files:
+            os.utime(path, (now, now))
+        rng = random.Random(3)
+        for path in rng.sample(files, int(len(files) * 0.03)):
+            with open(path, "r+b") as handle:
+                handle.write(rng.randbytes(min(64, max(1, os.path.getsize(path)))))
+
+    def write_ssh_config(self):
+        """One ssh_config that reaches every worker (each has its own client key and host key)."""
+        blocks = []
+        for host in self.hosts:
+            blocks.append(f"Host {host.address}\n    IdentityFile {host.env['FDTB_DIR']}/client_key\n"
+                          f"    UserKnownHostsFile {host.env['FDTB_KNOWN_HOSTS']}\n")
+        blocks.append("Host *\n    IdentitiesOnly yes\n    GlobalKnownHostsFile /dev/null\n    ConnectTimeout 5\n")
+        os.makedirs(self.base, exist_ok=True)
+        with open(self.ssh_config, "w") as handle:
+            handle.write("\n".join(blocks))
+
+    def set_current(self, release):
+        link = f"{self.ws}/frappe-bench"
+        os.remove(link)
+        os.symlink(release, link)
+
     # -- contenders ------------------------------------------------------------------------------
-    def run_tool(self, release):
-        args = [self.tool, "remote-worker", "sync", SITE, "--server", self.address, "--ssh-port", str(self.port),
-                "--ssh-config", self.env["FDTB_SSH_CONFIG"], "--benches-path", self.benches]
+    def run_tool(self, release, hosts):
+        args = [self.tool, "remote-worker", "sync", SITE, "--ssh-port", str(hosts[0].port),
+                "--ssh-config", self.ssh_config, "--benches-path", self.benches]
+        for host in hosts:
+            args += ["--server", host.address]
         start = time.monotonic()
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         peak = 0
@@ -144,34 +168,51 @@ class Bench:
         wall = time.monotonic() - start
         if process.returncode != 0:
             raise RuntimeError(f"tool failed: {err[-2000:]}")
-        downtime = float(re.search(r"downtime: ([0-9.]+) s", out).group(1))
+        # No downtime line: the verified release and its running services were kept.
+        downtime = max([float(d) for d in re.findall(r"downtime: ([0-9.]+) s", out)] or [0.0])
         sent = sum(self.parse_size(m) for m in re.findall(r"([0-9.]+ [KMG]?i?B) sent, [0-9.]+ [KMG]?i?B received", out))
         return {"wall": wall, "downtime": downtime, "sent": sent, "memory_kib": peak}
 
-    def run_spec(self, release):
+    def run_spec(self, release, hosts):
+        """The spec's tool syncs one worker per run: several workers are synced one after another."""
         start = time.monotonic()
-        out = sh(["bash", os.path.join(ROOT, "scripts/bench/spec_sequence.sh"), self.env["FDTB_SSH_CONFIG"], str(self.port),
-                  f"frappe@{self.address}", self.ws, self.remote_ws, SITE, release])
-        wall = time.monotonic() - start
-        sent = sum(int(m.replace(",", "")) for m in re.findall(r"Total bytes sent: ([0-9,]+)", out))
-        downtime = int(re.search(r"downtime_ms=(\d+)", out).group(1)) / 1000
-        return {"wall": wall, "downtime": downtime, "sent": sent, "memory_kib": None}
+        sent, downtime = 0, 0.0
+        for host in hosts:
+            out = sh(["bash", os.path.join(ROOT, "scripts/bench/spec_sequence.sh"), host.env["FDTB_SSH_CONFIG"], str(host.port),
+                      f"frappe@{host.address}", self.ws, host.remote_ws, SITE, release])
+            sent += sum(int(m.replace(",", "")) for m in re.findall(r"Total bytes sent: ([0-9,]+)", out))
+            downtime = max(downtime, int(re.search(r"downtime_ms=(\d+)", out).group(1)) / 1000)
+        return {"wall": time.monotonic() - start, "downtime": downtime, "sent": sent, "memory_kib": None}
 
-    def run_floor(self, release, base):
-        control = f"/tmp/fd-bench-{os.getpid()}"
-        ssh = f"ssh -F {self.env['FDTB_SSH_CONFIG']} -p {self.port} -o BatchMode=yes -o ControlPath={control}"
-        sh(["ssh", "-F", self.env["FDTB_SSH_CONFIG"], "-p", str(self.port), "-o", "BatchMode=yes", "-o", f"ControlPath={control}",
-            "-o", "ControlMaster=yes", "-o", "ControlPersist=30", "-f", "-N", f"frappe@{self.address}"])
+    def run_floor(self, release, base, hosts):
+        """Bare rsyncs of the same trees over already open connections, workers in parallel."""
         excludes = [f"--exclude={p}" for p in EXCLUDES]
-        link = [f"--link-dest={self.remote_ws}/{base}"] if base else []
+        link = [f"--link-dest={hosts[0].remote_ws}/{base}"] if base else []
+        commands = []
+        for host in hosts:
+            control = f"/tmp/fd-bench-{os.getpid()}-{host.index}"
+            sh(["ssh", "-F", host.env["FDTB_SSH_CONFIG"], "-p", str(host.port), "-o", "BatchMode=yes", "-o", f"ControlPath={control}",
+                "-o", "ControlMaster=yes", "-o", "ControlPersist=30", "-f", "-N", f"frappe@{host.address}"])
+            ssh = f"ssh -F {host.env['FDTB_SSH_CONFIG']} -p {host.port} -o BatchMode=yes -o ControlPath={control}"
+            commands.append((host, control, [
+                ["rsync", "-az", "--delete", "--stats", "-e", ssh, *link, *excludes,
+                 f"{self.ws}/{release}/", f"frappe@{host.address}:{host.remote_ws}/{release}/"],
+                ["rsync", "-az", "--delete", "--stats", "-e", ssh, *excludes,
+                 f"{self.ws}/deployment-data/", f"frappe@{host.address}:{host.remote_ws}/deployment-data/"]]))
         start = time.monotonic()
-        out_release = sh(["rsync", "-az", "--delete", "--stats", "-e", ssh, *link, *excludes,
-                          f"{self.ws}/{release}/", f"frappe@{self.address}:{self.remote_ws}/{release}/"])
-        out_data = sh(["rsync", "-az", "--delete", "--stats", "-e", ssh, *excludes,
-                       f"{self.ws}/deployment-data/", f"frappe@{self.address}:{self.remote_ws}/deployment-data/"])
+        outputs = []
+
+        def one(cmds):
+            outputs.append("".join(sh(c) for c in cmds))
+        threads = [threading.Thread(target=one, args=(cmds,)) for _, _, cmds in commands]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         wall = time.monotonic() - start
-        subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", f"frappe@{self.address}"], capture_output=True)
-        sent = sum(int(m.replace(",", "")) for m in re.findall(r"Total bytes sent: ([0-9,]+)", out_release + out_data))
+        for host, control, _ in commands:
+            subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", f"frappe@{host.address}"], capture_output=True)
+        sent = sum(int(m.replace(",", "")) for out in outputs for m in re.findall(r"Total bytes sent: ([0-9,]+)", out))
         return {"wall": wall, "downtime": None, "sent": sent, "memory_kib": None}
 
     @staticmethod
@@ -181,11 +222,13 @@ class Bench:
 
     # -- scenarios -------------------------------------------------------------------------------
     def measure(self, contender, scenario):
-        self.reset_worker()
+        hosts = self.hosts if scenario == "four" else self.hosts[:1]
+        for host in hosts:
+            host.reset()
         release, base = "release_1", None
         if scenario in ("nochange", "newrelease"):
             self.set_current("release_1")
-            self.run_tool("release_1")  # untimed setup: release_1 live on the worker
+            self.run_tool("release_1", hosts)  # untimed setup: release_1 live on the worker
             base = "release_1"
         if scenario == "newrelease":
             release = "release_2"
@@ -195,16 +238,17 @@ class Bench:
         # Flush what earlier runs left in the page cache to disk, so no run pays for another's
         # write-back (on this machine that alone moved a 575 MiB copy from 3 s to 16 s).
         os.sync()
-        self.ssh("sync")
-        before = self.handshakes()
+        for host in hosts:
+            host.ssh("sync")
+        before = sum(h.handshakes() for h in hosts)
         if contender == "tool":
-            result = self.run_tool(release)
+            result = self.run_tool(release, hosts)
         elif contender == "spec":
-            result = self.run_spec(release)
+            result = self.run_spec(release, hosts)
         else:
-            result = self.run_floor(release, base)
+            result = self.run_floor(release, base, hosts)
         time.sleep(0.2)
-        result["handshakes"] = self.handshakes() - before
+        result["handshakes"] = sum(h.handshakes() for h in hosts) - before
         return result
 
 
@@ -227,20 +271,27 @@ def main():
     parser.add_argument("--profile", default="real")
     parser.add_argument("--one-way-ms", type=float, default=25)
     parser.add_argument("--links", default="plain,wan")
-    parser.add_argument("--scenarios", default="first,nochange,newrelease")
+    parser.add_argument("--scenarios", default="first,nochange,newrelease,four")
     parser.add_argument("--output", default=None)
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender; the median is reported")
+    parser.add_argument("--memory-profile", default="100000:400", help="a second fixture for the tool's peak memory; empty to skip")
     args = parser.parse_args()
 
-    bench = Bench(args)
-    bench.make_fixture()
-    bench.up()
+    scenarios = args.scenarios.split(",")
+    hosts = [Host(WORKER, INDEX)] + ([Host(f"{WORKER}{i}", INDEX + i) for i in range(1, 4)] if "four" in scenarios else [])
+    bench = Bench(args, hosts)
+    bench.make_fixture(args.profile)
     rows = []
+    memory = None
     try:
+        for host in hosts:
+            host.up()
         for link in args.links.split(","):
-            bench.start_link(link)
+            for host in hosts:
+                host.start_link(link, args.one_way_ms)
+            bench.write_ssh_config()
             try:
-                for scenario in args.scenarios.split(","):
+                for scenario in scenarios:
                     runs = {c: [] for c in ("spec", "tool", "floor")}
                     order = ["spec", "tool", "floor"]
                     for _ in range(args.repeat):
@@ -252,9 +303,24 @@ def main():
                     print(f"{link:5} {scenario:10} " + "  ".join(
                         f"{c}: {r['wall']:.1f}s {fmt_size(r['sent'])} {r['handshakes']}hs" for c, r in results.items()), file=sys.stderr)
             finally:
-                bench.stop_link()
+                for host in hosts:
+                    host.stop_link()
+        if args.memory_profile:
+            # The tool's peak memory on a release with many more files: first sync and no-change resync.
+            main_count = bench.file_count
+            bench.make_fixture(args.memory_profile, rebuild=False)
+            for host in hosts[:1]:
+                host.start_link("plain", args.one_way_ms)
+            bench.write_ssh_config()
+            hosts[0].reset()
+            first = bench.run_tool("release_1", hosts[:1])
+            again = bench.run_tool("release_1", hosts[:1])
+            memory = (bench.file_count, first, again)
+            bench.file_count = main_count
+            print(f"memory {memory[0]} files: first {first['memory_kib'] / 1024:.1f} MiB, resync {again['memory_kib'] / 1024:.1f} MiB", file=sys.stderr)
     finally:
-        testbed("down", WORKER)
+        for host in hosts:
+            host.down()
         shutil.rmtree(bench.base, ignore_errors=True)
 
     lines = [f"Fixture: {args.profile} ({bench.file_count} files in the release); wan = {2 * args.one_way_ms:.0f} ms round trip through a delay proxy; "
@@ -268,6 +334,10 @@ def main():
                      f"{t['wall'] / f['wall']:.2f}x | {s['downtime']:.1f} / {t['downtime']:.1f} s | "
                      f"{fmt_size(s['sent'])} / {fmt_size(t['sent'])} / {fmt_size(f['sent'])} | {s['handshakes']} / {t['handshakes']} | "
                      f"{t['memory_kib'] / 1024:.1f} MiB |")
+    if memory:
+        count, first, again = memory
+        lines += ["", f"Tool peak memory with a {count}-file release (plain link): first sync {first['memory_kib'] / 1024:.1f} MiB "
+                      f"({first['wall']:.1f} s), no-change resync {again['memory_kib'] / 1024:.1f} MiB ({again['wall']:.1f} s)."]
     table = "\n".join(lines)
     print(table)
     if args.output:

@@ -59,29 +59,32 @@ public struct FleetRunner: Sendable {
                     _ operation: @escaping @Sendable (Int) async throws -> SyncReport) async -> [WorkerOutcome] {
         var outcomes = workers.map { WorkerOutcome(worker: $0, skipped: "an earlier worker failed (--fail-fast)") }
         await withTaskGroup(of: (Int, SyncReport?, (any Error)?).self) { group in
-            var next = 0
-            var stop = false
-            func startNext() {
-                guard !stop, next < workers.count else { return }
-                let index = next
-                next += 1
-                group.addTask {
-                    do {
-                        return (index, try await operation(index), nil)
-                    } catch {
-                        return (index, nil, error)
-                    }
+            @Sendable func attempt(_ index: Int) async -> (Int, SyncReport?, (any Error)?) {
+                do {
+                    return (index, try await operation(index), nil)
+                } catch {
+                    return (index, nil, error)
                 }
             }
-            for _ in 0..<min(parallel, workers.count) { startNext() }
-            for await (index, report, error) in group {
+            var next = 0
+            while next < min(parallel, workers.count) {
+                let index = next
+                group.addTask { await attempt(index) }
+                next += 1
+            }
+            var stop = false
+            while let (index, report, error) = await group.next() {
                 outcomes[index] = WorkerOutcome(worker: workers[index], report: report, error: error)
                 if error != nil && failFast { stop = true }
-                if let signal = interrupt?.received {
+                if let signal = interrupt?.received, !stop {
                     stop = true
                     for later in next..<workers.count { outcomes[later].skipped = "interrupted (signal \(signal))" }
                 }
-                startNext()
+                if !stop && next < workers.count {
+                    let index = next
+                    group.addTask { await attempt(index) }
+                    next += 1
+                }
             }
         }
         return outcomes

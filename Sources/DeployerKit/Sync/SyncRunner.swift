@@ -72,7 +72,7 @@ public struct SyncRunner: Sendable {
         operation.report.transfers = try await operation.step(.stage, detail: "\(plan.release) \(placement)" + (base.map { ", reusing \($0)" } ?? "")) {
             operation.workerState = "unchanged: the old release still runs"
             do {
-                _ = try await connection.run(script, step: SyncStep.stage.rawValue, arguments: ["stage-prepare", ws], onLine: operation.onLine)
+                _ = try await connection.run(script, step: SyncStep.stage.rawValue, arguments: ["stage-prepare", ws, plan.stagingPath], onLine: operation.onLine)
                 let results = try await transferCancellable(transfers, connection: connection)
                 let total = results.reduce(TransferStats()) { $0 + $1.stats }
                 return (results, "\(total.regularFilesTransferred) files, \(ByteCount.format(total.bytesSent)) sent")

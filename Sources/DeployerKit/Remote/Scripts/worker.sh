@@ -13,7 +13,8 @@
 #                                   first records them as the last sync (status reads them).
 #   status WORKSPACE SITE           read-only facts for `remote-worker status`: releases, each
 #                                   service's state, the lock's holder, the last sync.
-#   stage-prepare WORKSPACE         removes what unfinished syncs left; creates WORKSPACE.
+#   stage-prepare WORKSPACE [STAGE] removes what unfinished syncs left; creates WORKSPACE and the
+#                                   staging directory STAGE (parallel rsync streams share it).
 #   stage-activate WORKSPACE SITE RELEASE STAGE
 #                                   links worker configs inside the staged release; renames it to
 #                                   RELEASE unless RELEASE is live (then the switch swaps it in).
@@ -238,6 +239,7 @@ unlock() {
 }
 
 stage_prepare() {
+    stage=${1:-}
     mkdir -p "$workspace/deployment-data" "$state"
     # What syncs that did not finish left behind; the lock guarantees none of them still runs.
     for leftover in "$workspace"/.fd-staging-* "$workspace"/.fd-old-* "$workspace"/.fd-failed-*; do
@@ -246,6 +248,12 @@ stage_prepare() {
             printf 'removed=%s\n' "${leftover##*/}"
         fi
     done
+    if [ -n "$stage" ]; then
+        case ${stage##*/} in
+            .fd-staging-*) mkdir -p "$stage" ;;
+            *) fail 2 "not a staging directory: $stage" ;;
+        esac
+    fi
     printf 'prepared=yes\n'
 }
 
@@ -596,7 +604,7 @@ case $phase in
     lock) lock "$@" ;;
     unlock) unlock "$@" ;;
     status) status "$@" ;;
-    stage-prepare) stage_prepare ;;
+    stage-prepare) stage_prepare "$@" ;;
     stage-activate) stage_activate "$@" ;;
     unstage) unstage "$@" ;;
     switch) switch "$@" ;;
