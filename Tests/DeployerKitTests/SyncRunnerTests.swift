@@ -50,6 +50,7 @@ struct SyncRunnerTests {
         commands.map { command in
             if let phase = command.scriptPhase { return phase }
             if command.executable == "rsync" { return "rsync" }
+            if command.arguments.contains("--list-only") { return "digest" }
             if command.arguments.contains("-O") { return command.arguments.contains("check") ? "check" : "close" }
             if command.arguments.contains("-N") { return "open" }
             return command.description
@@ -61,7 +62,7 @@ struct SyncRunnerTests {
         let runner = RecordingRunner(answers: Self.answer())
         let events = Events()
         let report = try await SyncRunner(runner: runner, reporter: events, verbose: false).run(plan)
-        #expect(kinds(runner.commands) == ["open", "preflight", "stage-prepare", "rsync", "rsync", "stage-activate", "switch", "prune", "unlock", "close"])
+        #expect(kinds(runner.commands) == ["open", "preflight", "digest", "stage-prepare", "rsync", "rsync", "stage-activate", "switch", "prune", "unlock", "close"])
         let release = try #require(runner.commands.first { $0.executable == "rsync" && $0.arguments.contains { $0.hasSuffix(".fd-staging-release_1-\(plan.token)/") } })
         #expect(release.arguments.contains("--link-dest=/home/frappe/frappe/sites/a.test/workspace/release_0"))
         #expect(report.previousRelease == "release_0")

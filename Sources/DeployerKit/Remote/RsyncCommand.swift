@@ -21,6 +21,10 @@ public struct RsyncTransfer: Sendable, Equatable {
     /// `--checksum`: compare whole-file checksums instead of size and time. Pointless (and a full
     /// extra read of the source) when the destination holds nothing to compare with.
     public var checksum = true
+    /// `--times`. A staged release with a base goes without (`--no-times`): rsync hard-links a
+    /// basis file only when its attributes match, so a rebuild whose mtimes all moved would
+    /// otherwise be copied in full on the worker although its contents are the same.
+    public var times = true
 
     public init(name: String, sources: [String], destination: String, excludes: [String], relative: Bool = false,
                 linkDest: String? = nil, bandwidthLimit: Int? = nil) {
@@ -56,7 +60,8 @@ public enum RsyncCommand {
 
     public static func arguments(_ transfer: RsyncTransfer, endpoint: SSHEndpoint, shell: String, output: RsyncOutput,
                                  checksum: Bool = true) -> [String] {
-        var arguments = ["--archive", "--compress"] + (checksum && transfer.checksum ? ["--checksum"] : [])
+        var arguments = ["--archive", "--compress"] + (transfer.times ? [] : ["--no-times"])
+            + (checksum && transfer.checksum ? ["--checksum"] : [])
             + ["--delete", "--protect-args", "--stats", "-e", shell]
         if transfer.relative { arguments.append("--relative") }
         if let base = transfer.linkDest { arguments.append("--link-dest=\(base)") }

@@ -131,9 +131,10 @@ extension SyncRunner {
             let deps = plan.dependencies.map { "\($0.name) \($0.host):\($0.port)" }.joined(separator: ", ")
             let checks = "check \(deps.isEmpty ? "" : deps + " reachable, ")services up for \(worker.settleSeconds) s"
             var steps = ["connect to \(worker.destination) (one SSH connection)", "check the worker and take its lock"]
-            let releaseTree = trees.first { $0.name == "release" }
-            let keeps = plan.strategy == .staged && !plan.full && live == plan.release
-                && facts["verified_release"] == plan.release && releaseTree?.total == 0
+            var keeps = false
+            if plan.strategy == .staged && !plan.full {
+                keeps = try await verifiedCopyStands(plan, facts: facts, connection: connection, script: script) == .kept
+            }
             switch plan.strategy {
             case .staged where keeps:
                 steps.append("keep \(plan.release): it is live, was verified when it went live, and is identical to the main server's")
@@ -174,8 +175,11 @@ extension SyncRunner {
         var transfers = plan.transfers(base: nil).filter { names?.contains($0.name) ?? true }
         if let index = transfers.firstIndex(where: { $0.name == "release" }) {
             // Against what runs now; a first sync compares with a directory that is not there.
+            // By content: a release staged on a base keeps its base's mtimes for unchanged files.
             transfers[index].destination = "\(plan.worker.workspacePath)/\(live ?? ".fd-none-\(plan.token)")/"
             transfers[index].linkDest = nil
+            transfers[index].checksum = true
+            transfers[index].times = false
         }
         return try await withThrowingTaskGroup(of: (Int, TreeChanges).self) { group in
             for (index, transfer) in transfers.enumerated() {
@@ -229,8 +233,12 @@ extension SyncRunner {
                     seconds: facts["last_seconds"].flatMap(Double.init), downtimeSeconds: facts["last_downtime"].flatMap(Double.init))
             }
             if live != nil {
-                let trees = try await changes(plan: plan, live: live, connection: connection, checksum: false)
-                status.driftByTree = trees
+                // The release by digests when its copy is the verified one (nothing is read);
+                // otherwise by content. Data and includes by rsync's quick check.
+                let verified = try await verifiedCopyStands(plan, facts: facts, connection: connection, script: script) == .kept
+                let trees = try await changes(plan: plan, live: live, connection: connection, checksum: false,
+                                              only: verified ? Set(plan.transfers(base: nil).map(\.name)).subtracting(["release"]) : nil)
+                status.driftByTree = (verified ? [TreeChanges(name: "release")] : []) + trees
                 status.drift = trees.reduce(0) { $0 + $1.total }
             }
         } catch {

@@ -57,7 +57,13 @@ public struct SyncPlan: Sendable, Equatable {
     /// keeps it out of the other's subtree, and excluded paths are never deleted.
     public func transfers(base: String?, splitFirstCopy: Bool) -> [RsyncTransfer] {
         var transfers = baseTransfers(base: base)
-        guard strategy == .staged, base == nil, let index = transfers.firstIndex(where: { $0.name == "release" }) else { return transfers }
+        guard strategy == .staged, let index = transfers.firstIndex(where: { $0.name == "release" }) else { return transfers }
+        guard base == nil else {
+            // Unchanged files are recognized by checksum and hard-linked from the base whatever
+            // their mtimes; only changed and new files travel.
+            transfers[index].times = false
+            return transfers
+        }
         transfers[index].checksum = false
         guard splitFirstCopy, worker.firstCopyStreams > 1,
               FileManager.default.fileExists(atPath: workspace.releasePath + "/env") else { return transfers }
@@ -102,6 +108,9 @@ public struct SyncPlan: Sendable, Equatable {
         }
         return transfers
     }
+
+    /// The release's exclude patterns (built-in and the operator's), as the digests use them.
+    public var releaseExcludes: [String] { ExcludeRules.release(site: site) + worker.excludePatterns }
 
     /// The release on the worker to hard-link from: the live one, else the newest present.
     public static func linkBase(current: String?, releases: [String]) -> String? {

@@ -69,6 +69,9 @@ public struct SyncRunner: Sendable {
 
         let live = facts["current_release"].flatMap { $0.isEmpty ? nil : $0 }
         let placement = live == nil ? "into a new directory" : "beside the running release"
+        // Taken before the transfer: if the main server's release changes meanwhile, the next sync
+        // sees another digest and stages again.
+        let mainDigest = await ReleaseDigest.local(plan, runner: runner)
         operation.report.transfers = try await operation.step(.stage, detail: "\(plan.release) \(placement)" + (base.map { ", reusing \($0)" } ?? "")) {
             operation.workerState = "unchanged: the old release still runs"
             do {
@@ -85,19 +88,23 @@ public struct SyncRunner: Sendable {
                 throw error
             }
         }
-        let swap = try await operation.step(.link, detail: plan.release) {
+        let (swap, copyDigest) = try await operation.step(.link, detail: plan.release) {
             let facts = try await connection.run(script, step: SyncStep.link.rawValue,
-                                                 arguments: ["stage-activate", ws, plan.site, plan.release, plan.stagingPath], onLine: operation.onLine)
+                                                 arguments: ["stage-activate", ws, plan.site, plan.release, plan.stagingPath] + plan.releaseExcludes,
+                                                 onLine: operation.onLine)
             let swap = facts["swap"] == "yes"
-            return (swap, swap ? "worker configs linked; the live release will be swapped" : "worker configs linked; \(plan.release) ready")
+            return ((swap, facts["digest"]), swap ? "worker configs linked; the live release will be swapped" : "worker configs linked; \(plan.release) ready")
         }
         operation.workerState = "unchanged: the old release still runs; \(plan.release) is staged"
         if let signal = interrupt?.received {
             if swap { _ = try? await connection.run(script, step: "unstage", arguments: ["unstage", ws, plan.stagingPath]) }
             throw operation.fail(.link, SyncError.interrupted(signal: signal, state: "stopped before the switch; the old release still runs"))
         }
+        var verified: String?
+        if let mainDigest, let copyDigest { verified = "\(mainDigest):\(copyDigest)" }
         try await switchRelease(site: plan.site, release: plan.release, stage: swap ? plan.stagingPath : nil, worker: plan.worker,
-                                dependencies: plan.dependencies, connection: connection, script: script, operation: operation)
+                                dependencies: plan.dependencies, connection: connection, script: script, operation: operation,
+                                verified: verified)
         operation.report.pruned = try await operation.step(.prune, detail: "keep \(plan.worker.keepReleases)") {
             let facts = try await connection.run(script, step: SyncStep.prune.rawValue,
                                                  arguments: ["prune", ws, String(plan.worker.keepReleases)], onLine: operation.onLine)
@@ -106,20 +113,24 @@ public struct SyncRunner: Sendable {
         }
     }
 
-    /// A release is immutable once built. When the worker's live release is this one, was verified
-    /// when it went live (a complete, checksummed copy) and still matches the main server's by
-    /// rsync's quick check (size, time, type, permissions of every entry), it is kept: only the
-    /// deployment data and includes go over, and services restart only if those changed or a
+    /// A release is immutable once built. When the worker's live release is this one, was recorded
+    /// as verified when it went live (a complete, checksummed copy), the main server's release still
+    /// has the digest recorded then, and the worker's copy still has its own, the copy is kept: only
+    /// the deployment data and includes go over, and services restart only if those changed or a
     /// service is not running. Returns false when a full staged sync is needed.
     func keepLiveRelease(_ plan: SyncPlan, connection: WorkerConnection, script: RemoteScript, facts: [String: String],
                          operation: Operation) async throws -> Bool {
-        guard !plan.full, facts["current_release"] == plan.release, facts["verified_release"] == plan.release else { return false }
-        let unchanged = try await operation.step(.compare, detail: "\(plan.release) is live and verified; comparing it with the main server's") {
-            let trees = try await changes(plan: plan, live: plan.release, connection: connection, checksum: false, only: ["release"])
-            let differing = trees.reduce(0) { $0 + $1.total }
-            return (differing == 0, differing == 0 ? "identical: kept" : "\(differing) files differ: staging a fresh copy")
+        guard !plan.full, facts["current_release"] == plan.release, facts["verified_release"] == plan.release,
+              let recordedMain = facts["verified_main"], let recordedCopy = facts["verified_copy"] else { return false }
+        let kept = try await operation.step(.compare, detail: "\(plan.release) is live and verified; comparing digests") {
+            switch try await verifiedCopyStands(plan, facts: facts, connection: connection, script: script) {
+            case .kept: return (true, "identical: kept")
+            case .mainChanged: return (false, "the main server's release changed since: staging a fresh copy")
+            case .copyChanged: return (false, "the worker's copy changed since: staging a fresh copy")
+            case .notVerified: return (false, "not verified: staging a fresh copy")
+            }
         }
-        guard unchanged else { return false }
+        guard kept else { return false }
         operation.report.releaseKept = true
         let data = plan.transfers(base: nil).filter { $0.name != "release" }
         operation.report.transfers = try await operation.step(.stage, detail: "deployment data and includes only") {
@@ -137,11 +148,26 @@ public struct SyncRunner: Sendable {
             operation.report.runningServices = running.sorted()
             return true
         }
-        // Restart on the same release: the switch's stop, start, checks and undo, no flip.
+        // Restart on the same release: the switch's stop, start, checks and undo, no flip; the
+        // copy stays the verified one.
         try await switchRelease(site: plan.site, release: plan.release, stage: nil, worker: plan.worker,
                                 dependencies: plan.dependencies, connection: connection, script: script, operation: operation,
-                                step: .restart)
+                                step: .restart, verified: "\(recordedMain):\(recordedCopy)")
         return true
+    }
+
+    enum CopyCheck { case kept, mainChanged, copyChanged, notVerified }
+
+    /// Whether the worker's live copy of `plan`'s release is the verified one and still matches
+    /// the main server's release, by digests only (no file is read). `facts` are preflight's or status's.
+    func verifiedCopyStands(_ plan: SyncPlan, facts: [String: String], connection: WorkerConnection,
+                            script: RemoteScript) async throws -> CopyCheck {
+        guard facts["current_release"] == plan.release, facts["verified_release"] == plan.release,
+              let recordedMain = facts["verified_main"], let recordedCopy = facts["verified_copy"], !recordedCopy.isEmpty else { return .notVerified }
+        guard await ReleaseDigest.local(plan, runner: runner) == recordedMain else { return .mainChanged }
+        let digest = try await connection.run(script, step: SyncStep.compare.rawValue,
+                                              arguments: ["digest", plan.worker.workspacePath, plan.release] + plan.releaseExcludes)
+        return digest["digest"] == recordedCopy ? .kept : .copyChanged
     }
 
     func inPlaceSync(_ plan: SyncPlan, connection: WorkerConnection, script: RemoteScript, operation: Operation) async throws {
@@ -182,10 +208,10 @@ public struct SyncRunner: Sendable {
     /// An interrupt arriving now is handled after it: the switch is seconds long and never split.
     func switchRelease(site: String, release: String, stage: String?, worker: WorkerSettings, dependencies: [WorkerDependency],
                        connection: WorkerConnection, script: RemoteScript, operation: Operation,
-                       step: SyncStep = .switchRelease) async throws {
+                       step: SyncStep = .switchRelease, verified: String? = nil) async throws {
         let ws = worker.workspacePath
         let arguments = ["switch", ws, site, release, stage ?? "-", worker.stopTimeout.map(String.init) ?? "-"]
-            + SyncPlan.startArguments(worker: worker, dependencies: dependencies)
+            + SyncPlan.startArguments(worker: worker, dependencies: dependencies) + [verified ?? "-"]
         operation.workerState = "switching to \(release)"
         let detail = step == .restart ? "stop and start on \(release), check" : "stop, flip frappe-bench -> \(release), start"
         let facts = try await operation.step(step, detail: detail) {

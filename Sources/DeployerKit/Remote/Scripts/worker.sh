@@ -15,15 +15,22 @@
 #                                   service's state, the lock's holder, the last sync.
 #   stage-prepare WORKSPACE [STAGE] removes what unfinished syncs left; creates WORKSPACE and the
 #                                   staging directory STAGE (parallel rsync streams share it).
-#   stage-activate WORKSPACE SITE RELEASE STAGE
+#   stage-activate WORKSPACE SITE RELEASE STAGE [EXCLUDE...]
 #                                   links worker configs inside the staged release; renames it to
-#                                   RELEASE unless RELEASE is live (then the switch swaps it in).
+#                                   RELEASE unless RELEASE is live (then the switch swaps it in);
+#                                   prints the digest of the staged copy (see digest).
+#   digest WORKSPACE RELEASE [EXCLUDE...]
+#                                   a digest of the release's files and links (name, size, time,
+#                                   mode; EXCLUDE patterns as rsync takes them) from rsync's own
+#                                   listing: changes whenever a file of the copy changes.
 #   unstage WORKSPACE STAGE         removes a staged release that will not go live.
-#   switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE SCHEDULER DEPS
+#   switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE SCHEDULER DEPS [VERIFIED]
 #                                   stops services, makes RELEASE live (flips frappe-bench, or
 #                                   swaps STAGE in), starts services and checks them; on failure
 #                                   flips back and starts the previous release. Runs detached, so
-#                                   a dropped connection cannot stop it half-way.
+#                                   a dropped connection cannot stop it half-way. VERIFIED
+#                                   (MAIN_DIGEST:COPY_DIGEST) is recorded with RELEASE once it runs:
+#                                   a complete, checksummed copy that a later sync may keep.
 #   prune WORKSPACE KEEP            keeps the KEEP newest releases (never the live or previous).
 #   stop WORKSPACE STOP_TIMEOUT|-   (in-place) stops every service of the site's compose project.
 #   activate WORKSPACE SITE RELEASE (in-place) links worker configs, points frappe-bench at RELEASE.
@@ -178,7 +185,9 @@ preflight() {
     printf 'worker_services=%s\n' "$workers"
     printf 'current_release=%s\n' "$current"
     printf 'previous_release=%s\n' "$(value previous "$state/releases")"
-    printf 'verified_release=%s\n' "$(cat "$state/verified" 2>/dev/null || true)"
+    printf 'verified_release=%s\n' "$(value release "$state/verified")"
+    printf 'verified_main=%s\n' "$(value main "$state/verified")"
+    printf 'verified_copy=%s\n' "$(value copy "$state/verified")"
     printf 'releases=%s\n' "$releases"
     printf 'running=%s\n' "$(running_services 2>/dev/null || true)"
 }
@@ -288,13 +297,36 @@ link_configs() {
     relink "../../../deployment-data/sites/$site/site_config.workers.json" "$dir/sites/$site/site_config.json" || exit 4
 }
 
+# DIR's files and links as rsync lists them (directories left out: their times move whenever
+# something is created inside), reduced to one checksum. EXCLUDE patterns follow DIR.
+release_digest() {
+    dir=$1
+    shift
+    # Each PATTERN becomes --exclude=PATTERN, in place (the list is expanded once, up front).
+    for pattern in "$@"; do
+        set -- "$@" "--exclude=$pattern"
+        shift
+    done
+    TZ=UTC LC_ALL=C rsync -a --list-only "$@" -- "$dir/" | grep -v '^d' | cksum | tr ' ' '-'
+}
+
+digest() {
+    release=${1:-}
+    [ -n "$release" ] || fail 2 "usage: worker.sh digest WORKSPACE RELEASE [EXCLUDE...]"
+    shift
+    [ -d "$workspace/$release" ] || fail 4 "release $workspace/$release is not on the worker"
+    printf 'digest=%s\n' "$(release_digest "$workspace/$release" "$@")"
+}
+
 stage_activate() {
     site=${1:-}
     release=${2:-}
     stage=${3:-}
     { [ -n "$site" ] && [ -n "$release" ] && [ -n "$stage" ]; } || fail 2 "usage: worker.sh stage-activate WORKSPACE SITE RELEASE STAGE"
     [ -d "$stage" ] || fail 4 "staged release $stage is not on the worker: the transfer did not complete"
+    shift 3
     link_configs "$site" "$stage"
+    printf 'digest=%s\n' "$(release_digest "$stage" "$@")"
     live=$(readlink "$workspace/frappe-bench" 2>/dev/null || true)
     if [ "$release" = "$live" ]; then
         # The live release cannot be replaced by a rename while it runs: the switch swaps it in.
@@ -454,6 +486,7 @@ do_switch() {
     settle=$5
     scheduler=$6
     deps=$7
+    verified=${8:--}
     live=$(readlink "$workspace/frappe-bench" 2>/dev/null)
     printf 'previous=%s\n' "$live"
     t0=$(now_ms)
@@ -475,7 +508,10 @@ do_switch() {
         printf 'downtime_ms=%s\n' "$((up_ms - t0))"
         printf 'live=%s\n' "$release"
         # A complete, checksummed copy is live: a later sync of the same release may keep it.
-        printf '%s\n' "$release" > "$state/verified"
+        if [ "$verified" != - ]; then
+            printf 'release=%s\nmain=%s\ncopy=%s\n' "$release" "${verified%%:*}" "${verified#*:}" > "$state/verified.new"
+            mv -f "$state/verified.new" "$state/verified"
+        fi
         if [ -n "$live" ] && [ "$live" != "$release" ]; then
             printf 'previous=%s\n' "$live" > "$state/releases"
         fi
@@ -508,7 +544,10 @@ do_switch() {
 }
 
 switch() {
-    [ $# -eq 7 ] || fail 2 "usage: worker.sh switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE SCHEDULER DEPS"
+    [ $# -eq 7 ] || [ $# -eq 8 ] || fail 2 "usage: worker.sh switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE SCHEDULER DEPS [VERIFIED]"
+    mkdir -p "$state"
+    # The copy about to change (or be replaced) is no longer the one verified.
+    rm -f "$state/verified"
     [ -d "$workspace/$2" ] || fail 4 "release $workspace/$2 is not on the worker"
     mkdir -p "$state"
     # Detached from this connection: a dropped link or an interrupted client cannot stop it
@@ -554,6 +593,9 @@ status() {
     if [ -f "$state/last-sync" ]; then
         sed 's/^/last_/' "$state/last-sync"
     fi
+    if [ -f "$state/verified" ]; then
+        sed 's/^/verified_/' "$state/verified"
+    fi
 }
 
 prune() {
@@ -596,7 +638,6 @@ activate() {
 
 start() {
     start_services "${1:-0}" "${2:-yes}" "${3:--}" || exit 5
-    readlink "$workspace/frappe-bench" > "$state/verified"
 }
 
 case $phase in
@@ -604,6 +645,7 @@ case $phase in
     lock) lock "$@" ;;
     unlock) unlock "$@" ;;
     status) status "$@" ;;
+    digest) digest "$@" ;;
     stage-prepare) stage_prepare "$@" ;;
     stage-activate) stage_activate "$@" ;;
     unstage) unstage "$@" ;;
