@@ -50,22 +50,8 @@ extension RemoteWorker {
             }
             let runner = SyncRunner(runner: SubprocessRunner(), reporter: SilentReporter(), verbose: false)
             async let main = Self.mainRunsScheduler(workspace)
-            var statuses = [WorkerStatus?](repeating: nil, count: plans.count)
-            await withTaskGroup(of: (Int, WorkerStatus).self) { group in
-                var next = 0
-                for _ in 0..<min(settings.parallel, plans.count) {
-                    let index = next
-                    group.addTask { (index, await runner.status(plans[index])) }
-                    next += 1
-                }
-                for await (index, status) in group {
-                    statuses[index] = status
-                    if next < plans.count {
-                        let index = next
-                        group.addTask { (index, await runner.status(plans[index])) }
-                        next += 1
-                    }
-                }
+            let statuses = await FleetRunner.map(plans.count, parallel: settings.parallel) { index in
+                await runner.status(plans[index])
             }
             let workers = statuses.compactMap { $0 }
             let mainScheduler = await main

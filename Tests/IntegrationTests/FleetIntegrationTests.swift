@@ -145,6 +145,11 @@ final class FleetIntegrationTests {
         }
         #expect(settled["schedulers"] as? Int == 1)
         #expect((settled["warnings"] as? [String])?.isEmpty == true)
+
+        // --quiet: nothing but errors, and there are none.
+        let quiet = try await tool("sync", [first.address], ["--quiet"])
+        #expect(quiet.exitCode == 0)
+        #expect(quiet.standardOutput.isEmpty && quiet.standardError.isEmpty, "\(quiet.standardOutput) \(quiet.standardError)")
     }
 
     @Test("dry-run prints the plan and itemized changes and leaves every worker byte-identical")

@@ -162,6 +162,13 @@ public struct RsyncProgress: Sendable, Equatable {
     /// Files transferred so far (`xfr#`).
     public var files: Int
 
+    public init(bytes: Int64, percent: Int, rate: String, files: Int) {
+        self.bytes = bytes
+        self.percent = percent
+        self.rate = rate
+        self.files = files
+    }
+
     public static func isProgressLine(_ line: String) -> Bool {
         line.hasPrefix(" ") && line.contains("%")
     }

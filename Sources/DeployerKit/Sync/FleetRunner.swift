@@ -57,37 +57,47 @@ public struct FleetRunner: Sendable {
 
     public func run(_ workers: [WorkerSettings], interrupt: InterruptSignal? = nil,
                     _ operation: @escaping @Sendable (Int) async throws -> SyncReport) async -> [WorkerOutcome] {
-        var outcomes = workers.map { WorkerOutcome(worker: $0, skipped: "an earlier worker failed (--fail-fast)") }
-        await withTaskGroup(of: (Int, SyncReport?, (any Error)?).self) { group in
-            @Sendable func attempt(_ index: Int) async -> (Int, SyncReport?, (any Error)?) {
-                do {
-                    return (index, try await operation(index), nil)
-                } catch {
-                    return (index, nil, error)
-                }
+        let failFast = self.failFast
+        let results = await Self.map(workers.count, parallel: parallel, goOn: { finished in
+            interrupt?.received == nil && !(failFast && finished.contains { $0?.1 != nil })
+        }) { index -> (SyncReport?, (any Error)?) in
+            do {
+                return (try await operation(index), nil)
+            } catch {
+                return (nil, error)
             }
+        }
+        let skipped = interrupt?.received.map { "interrupted (signal \($0))" } ?? "an earlier worker failed (--fail-fast)"
+        return zip(workers, results).map { worker, result in
+            guard let (report, error) = result else { return WorkerOutcome(worker: worker, skipped: skipped) }
+            return WorkerOutcome(worker: worker, report: report, error: error)
+        }
+    }
+
+    /// Runs `body` for 0..<count, at most `parallel` at once, starting in index order; before each
+    /// later start `goOn` sees the results so far and may stop the starts (running ones finish).
+    /// Results come back by index; nil for those never started.
+    public static func map<T: Sendable>(_ count: Int, parallel: Int, goOn: ([T?]) -> Bool = { _ in true },
+                                        _ body: @escaping @Sendable (Int) async -> T) async -> [T?] {
+        var results = [T?](repeating: nil, count: count)
+        await withTaskGroup(of: (Int, T).self) { group in
             var next = 0
-            while next < min(parallel, workers.count) {
+            while next < min(max(1, parallel), count) {
                 let index = next
-                group.addTask { await attempt(index) }
+                group.addTask { (index, await body(index)) }
                 next += 1
             }
-            var stop = false
-            while let (index, report, error) = await group.next() {
-                outcomes[index] = WorkerOutcome(worker: workers[index], report: report, error: error)
-                if error != nil && failFast { stop = true }
-                if let signal = interrupt?.received, !stop {
-                    stop = true
-                    for later in next..<workers.count { outcomes[later].skipped = "interrupted (signal \(signal))" }
-                }
-                if !stop && next < workers.count {
+            // group.next() rather than for-await: tasks are added while results are taken.
+            while let (index, result) = await group.next() {
+                results[index] = result
+                if next < count && goOn(results) {
                     let index = next
-                    group.addTask { await attempt(index) }
+                    group.addTask { (index, await body(index)) }
                     next += 1
                 }
             }
         }
-        return outcomes
+        return results
     }
 
     /// The run's exit status: 0 when every worker succeeded; 130 if interrupted; 3 when every
