@@ -71,6 +71,9 @@ extension RemoteWorker {
         @Option(name: .customLong("settle"), help: ArgumentHelp("Seconds worker services must stay up, without restarting, after a start. (default: 2)", valueName: "seconds"))
         var settle: Int?
 
+        @Option(name: .customLong("compress"), help: ArgumentHelp("rsync compression: auto (zstd, else lz4, where both sides have it; never zlib), zstd, lz4 or off. (default: auto)", valueName: "choice"))
+        var compress: String?
+
         @Option(name: .customLong("streams"), help: ArgumentHelp("Parallel rsync streams for a release's first copy to a worker: 1, or 2 (env/ beside the rest). (default: 2)", valueName: "count"))
         var streams: Int?
 
@@ -101,6 +104,7 @@ extension RemoteWorker {
                 fleet.apply(to: &flags)
                 flags.worker.settle = settle
                 flags.worker.streams = streams
+                flags.worker.compress = compress
                 if noScheduler { flags.worker.scheduler = false }
                 flags.worker.includeDirs = includeDirs
                 flags.worker.includeFiles = includeFiles

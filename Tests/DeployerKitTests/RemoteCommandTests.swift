@@ -67,10 +67,34 @@ struct RemoteCommandTests {
         #expect(throws: RsyncShellError.self) { try SSHCommand.rsyncShell(SSHEndpoint(worker: configured, controlPath: "/tmp/x/m")) }
     }
 
+    @Test("compression: auto takes zstd, else lz4, else none (never zlib); an explicit choice the worker lacks is an error")
+    func compressChoices() throws {
+        let modern = ["zstd", "lz4", "zlibx", "zlib", "none"]
+        func choose(_ setting: CompressChoice, worker: [String]) throws -> String? {
+            try RsyncChoices.resolve(setting, local: modern, worker: worker, workerHost: "w", localChecksums: ["xxh128", "md5"], workerChecksums: ["md5"]).compression
+        }
+        #expect(try choose(.auto, worker: modern) == "zstd")
+        #expect(try choose(.auto, worker: ["lz4", "zlib", "none"]) == "lz4")
+        #expect(try choose(.auto, worker: ["zlib", "none"]) == nil)
+        #expect(try choose(.off, worker: modern) == nil)
+        #expect(try choose(.lz4, worker: modern) == "lz4")
+        #expect(throws: RsyncChoices.Unavailable(choice: "zstd", host: "w")) { try choose(.zstd, worker: ["zlib"]) }
+        let both = try RsyncChoices.resolve(.auto, local: modern, worker: modern, workerHost: "w", localChecksums: ["xxh128"], workerChecksums: ["xxh3", "xxh128"])
+        #expect(both.checksum == "xxh128")
+        let version = "Checksum list:\n    xxh128 xxh3 xxh64 (xxhash) md5 md4 sha1 none\nCompress list:\n    zstd lz4 zlibx zlib none\n"
+        #expect(RsyncChoices.list("Compress list:", in: version) == modern)
+        #expect(RsyncChoices.list("Checksum list:", in: version) == ["xxh128", "xxh3", "xxh64", "md5", "md4", "sha1", "none"])
+    }
+
     @Test("rsync: archive, compress, checksum, delete, protected args; never --delete-excluded")
     func rsyncArguments() {
-        let transfer = RsyncTransfer(name: "release", sources: ["/w/release_1/"], destination: "/r/release_1/", excludes: [".git/", "*.pyc"])
+        var transfer = RsyncTransfer(name: "release", sources: ["/w/release_1/"], destination: "/r/release_1/", excludes: [".git/", "*.pyc"])
+        #expect(!RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", verbose: false).contains("--compress"),
+                "no compression unless chosen")
+        transfer.compression = "zstd"
+        transfer.checksumChoice = "xxh128"
         let arguments = RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh -p 2222", verbose: false)
+        #expect(arguments.contains("--compress-choice=zstd") && arguments.contains("--checksum-choice=xxh128"))
         for option in ["--archive", "--compress", "--checksum", "--delete", "--protect-args", "--stats"] {
             #expect(arguments.contains(option), "missing \(option)")
         }

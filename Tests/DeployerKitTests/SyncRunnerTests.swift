@@ -49,6 +49,7 @@ struct SyncRunnerTests {
     func kinds(_ commands: [Command]) -> [String] {
         commands.map { command in
             if let phase = command.scriptPhase { return phase }
+            if command.arguments == ["--version"] { return "version" }
             if command.executable == "rsync" { return "rsync" }
             if command.arguments.contains("--list-only") { return "digest" }
             if command.arguments.contains("-O") { return command.arguments.contains("check") ? "check" : "close" }
@@ -62,7 +63,7 @@ struct SyncRunnerTests {
         let runner = RecordingRunner(answers: Self.answer())
         let events = Events()
         let report = try await SyncRunner(runner: runner, reporter: events, verbose: false).run(plan)
-        #expect(kinds(runner.commands) == ["open", "preflight", "digest", "stage-prepare", "rsync", "rsync", "stage-activate", "switch", "prune", "unlock", "close"])
+        #expect(kinds(runner.commands) == ["open", "preflight", "version", "digest", "stage-prepare", "rsync", "rsync", "stage-activate", "switch", "prune", "unlock", "close"])
         let release = try #require(runner.commands.first { $0.executable == "rsync" && $0.arguments.contains { $0.hasSuffix(".fd-staging-release_1-\(plan.token)/") } })
         #expect(release.arguments.contains("--link-dest=/home/frappe/frappe/sites/a.test/workspace/release_0"))
         #expect(report.previousRelease == "release_0")
@@ -78,7 +79,7 @@ struct SyncRunnerTests {
     func inPlaceOrder() async throws {
         let runner = RecordingRunner(answers: Self.answer())
         let report = try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(inPlacePlan)
-        #expect(kinds(runner.commands) == ["open", "preflight", "stop", "rsync", "rsync", "activate", "start", "unlock", "close"])
+        #expect(kinds(runner.commands) == ["open", "preflight", "version", "stop", "rsync", "rsync", "activate", "start", "unlock", "close"])
         #expect(report.stepSeconds.map(\.step) == [.connect, .preflight, .stopServices, .transfer, .link, .startServices])
         #expect(report.downtimeSeconds != nil)
     }

@@ -23,13 +23,15 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
     public var scheduler: Bool?
     /// Parallel rsync streams for a first copy (1 or 2).
     public var streams: Int?
+    /// rsync compression: auto, zstd, lz4 or off.
+    public var compress: String?
 
     public init(
         server: String? = nil, sshUser: String? = nil, sshPort: Int? = nil, workspacePath: String? = nil,
         sshConfig: String? = nil, includeDirs: [String] = [], includeFiles: [String] = [],
         excludePatterns: [String] = [], sshOptions: [String] = [], strategy: String? = nil, keepReleases: Int? = nil,
         stopTimeout: Int? = nil, lockWait: Int? = nil, bandwidthLimit: Int? = nil, settle: Int? = nil, scheduler: Bool? = nil,
-        streams: Int? = nil
+        streams: Int? = nil, compress: String? = nil
     ) {
         self.server = server
         self.sshUser = sshUser
@@ -48,6 +50,7 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
         self.settle = settle
         self.scheduler = scheduler
         self.streams = streams
+        self.compress = compress
     }
 }
 
@@ -68,7 +71,7 @@ public struct ConfigFile: Sendable, Equatable {
     static let workerKeys = [
         "server", "ssh_user", "ssh_port", "workspace_path", "ssh_config",
         "include_dirs", "include_files", "exclude_patterns", "ssh_options",
-        "strategy", "keep_releases", "stop_timeout", "lock_wait", "bwlimit", "settle", "scheduler", "streams",
+        "strategy", "keep_releases", "stop_timeout", "lock_wait", "bwlimit", "settle", "scheduler", "streams", "compress",
     ]
 
     public init(path: String, siteName: String? = nil, benchesPath: String? = nil, remoteWorkers: [RemoteWorkerConfig] = []) {
@@ -147,7 +150,8 @@ public struct ConfigFile: Sendable, Equatable {
             bandwidthLimit: try reader.int("bwlimit"),
             settle: try reader.int("settle"),
             scheduler: try reader.bool("scheduler"),
-            streams: try reader.int("streams")
+            streams: try reader.int("streams"),
+            compress: try reader.string("compress")
         )
     }
 

@@ -24,6 +24,7 @@ public enum SettingsResolver {
         ("FRAPPE_DEPLOYER_LOCK_WAIT", "remote_worker.lock_wait"),
         ("FRAPPE_DEPLOYER_BWLIMIT", "remote_worker.bwlimit"),
         ("FRAPPE_DEPLOYER_SETTLE", "remote_worker.settle"),
+        ("FRAPPE_DEPLOYER_COMPRESS", "remote_worker.compress"),
     ]
 
     /// The config file path named by the environment, if any (flags win over it).
@@ -61,7 +62,7 @@ public enum SettingsResolver {
             excludePatterns: list("FRAPPE_DEPLOYER_EXCLUDE_PATTERNS"), strategy: value("FRAPPE_DEPLOYER_STRATEGY"),
             keepReleases: try integer("FRAPPE_DEPLOYER_KEEP_RELEASES"), stopTimeout: try integer("FRAPPE_DEPLOYER_STOP_TIMEOUT"),
             lockWait: try integer("FRAPPE_DEPLOYER_LOCK_WAIT"), bandwidthLimit: try integer("FRAPPE_DEPLOYER_BWLIMIT"),
-            settle: try integer("FRAPPE_DEPLOYER_SETTLE"))
+            settle: try integer("FRAPPE_DEPLOYER_SETTLE"), compress: value("FRAPPE_DEPLOYER_COMPRESS"))
         return (value("FRAPPE_DEPLOYER_SITE_NAME"), value("FRAPPE_DEPLOYER_BENCHES_PATH"), worker, warnings)
     }
 
@@ -223,6 +224,13 @@ public enum SettingsResolver {
         worker.bandwidthLimit = try count(\.bandwidthLimit, flag: "--bwlimit", variable: "FRAPPE_DEPLOYER_BWLIMIT", key: "bwlimit", minimum: 1)
         worker.settleSeconds = try count(\.settle, flag: "--settle", variable: "FRAPPE_DEPLOYER_SETTLE", key: "settle", minimum: 0) ?? 2
         worker.scheduler = pick(\.scheduler) ?? true
+        if let raw = pick(\.compress) {
+            guard let choice = CompressChoice(rawValue: raw) else {
+                throw .invalidValue(source: origin(\.compress, flag: "--compress", variable: "FRAPPE_DEPLOYER_COMPRESS", key: "compress"),
+                                    keyPath: "compress", problem: "'\(raw.escapedForMessage)' is not a compression; use auto, zstd, lz4 or off")
+            }
+            worker.compress = choice
+        }
         if let streams = try count(\.streams, flag: "--streams", variable: "FRAPPE_DEPLOYER_STREAMS", key: "streams", minimum: 1) {
             guard streams <= 2 else {
                 throw .invalidValue(source: origin(\.streams, flag: "--streams", variable: "FRAPPE_DEPLOYER_STREAMS", key: "streams"), keyPath: "streams",

@@ -29,6 +29,12 @@ public enum SyncStrategy: String, Sendable, Equatable, CaseIterable, Encodable {
     case inPlace = "in-place"
 }
 
+/// rsync compression as a setting. Never zlib: where neither zstd nor lz4 is on both sides, `auto`
+/// sends uncompressed, and an explicit choice the worker lacks is an error.
+public enum CompressChoice: String, Sendable, Equatable, CaseIterable {
+    case auto, zstd, lz4, off
+}
+
 /// One worker host and how to reach it.
 public struct WorkerSettings: Sendable, Equatable {
     public var server: String
@@ -60,6 +66,8 @@ public struct WorkerSettings: Sendable, Equatable {
     public var settleSeconds = 2
     /// Whether this worker runs `schedule`; a site wants exactly one scheduler.
     public var scheduler = true
+    /// rsync's compression; `auto` takes zstd, else lz4, where both sides have it, else none.
+    public var compress: CompressChoice = .auto
     /// Parallel rsync streams for a release's first copy to a worker (1: one stream; 2: `env/`
     /// beside the rest).
     public var firstCopyStreams = 2

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One rsync run: local sources to one directory on the worker.
 public struct RsyncTransfer: Sendable, Equatable {
     /// What is transferred, for people: "release", "deployment-data", "includes".
@@ -25,6 +27,10 @@ public struct RsyncTransfer: Sendable, Equatable {
     /// basis file only when its attributes match, so a rebuild whose mtimes all moved would
     /// otherwise be copied in full on the worker although its contents are the same.
     public var times = true
+    /// `--compress-choice` (zstd, lz4); nil sends uncompressed.
+    public var compression: String?
+    /// `--checksum-choice` (xxh128 where both sides have it); nil lets rsync negotiate.
+    public var checksumChoice: String?
 
     public init(name: String, sources: [String], destination: String, excludes: [String], relative: Bool = false,
                 linkDest: String? = nil, bandwidthLimit: Int? = nil) {
@@ -60,7 +66,9 @@ public enum RsyncCommand {
 
     public static func arguments(_ transfer: RsyncTransfer, endpoint: SSHEndpoint, shell: String, output: RsyncOutput,
                                  checksum: Bool = true) -> [String] {
-        var arguments = ["--archive", "--compress"] + (transfer.times ? [] : ["--no-times"])
+        var arguments = ["--archive"] + (transfer.compression.map { ["--compress", "--compress-choice=\($0)"] } ?? [])
+            + (transfer.checksumChoice.map { ["--checksum-choice=\($0)"] } ?? [])
+            + (transfer.times ? [] : ["--no-times"])
             + (checksum && transfer.checksum ? ["--checksum"] : [])
             + ["--delete", "--protect-args", "--stats", "-e", shell]
         if transfer.relative { arguments.append("--relative") }
@@ -183,5 +191,62 @@ public struct RsyncProgress: Sendable, Equatable {
             files = Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
         }
         return RsyncProgress(bytes: bytes, percent: percent, rate: String(words[2]), files: files)
+    }
+}
+
+/// The compression and checksum an rsync run uses, chosen from what both sides' rsync offer
+/// (`rsync --version`: "Compress list:", "Checksum list:").
+public struct RsyncChoices: Sendable, Equatable {
+    public var compression: String?
+    public var checksum: String?
+
+    public init(compression: String? = nil, checksum: String? = nil) {
+        self.compression = compression
+        self.checksum = checksum
+    }
+
+    public struct Unavailable: Error, Equatable, LocalizedError {
+        public var choice: String
+        public var host: String
+
+        public init(choice: String, host: String) {
+            self.choice = choice
+            self.host = host
+        }
+
+        public var errorDescription: String? {
+            "rsync on \(host) cannot compress with \(choice): set compress = \"auto\" (zstd, else lz4, else none) or \"off\", or install rsync 3.2.3 or newer there"
+        }
+    }
+
+    /// For people: "zstd compression, xxh128 checksums".
+    public var summary: String {
+        (compression.map { "\($0) compression" } ?? "no compression") + ", " + (checksum.map { "\($0) checksums" } ?? "checksums as rsync negotiates")
+    }
+
+    /// The lists in `rsync --version` output, e.g. "Compress list:" -> ["zstd", "lz4", ...].
+    public static func list(_ heading: String, in version: String) -> [String] {
+        let lines = version.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard let index = lines.firstIndex(where: { $0.hasPrefix(heading) }), index + 1 < lines.count else { return [] }
+        return lines[index + 1].split(separator: " ").map(String.init).filter { !$0.hasPrefix("(") }
+    }
+
+    /// Picks from what both sides offer: never zlib (it costs more CPU than it saves here, and
+    /// the setting promises zstd or lz4 or nothing).
+    public static func resolve(_ setting: CompressChoice, local: [String], worker: [String], workerHost: String,
+                               localChecksums: [String], workerChecksums: [String]) throws(Unavailable) -> RsyncChoices {
+        let both = Set(local).intersection(worker)
+        var choices = RsyncChoices()
+        switch setting {
+        case .off: break
+        case .auto: choices.compression = ["zstd", "lz4"].first { both.contains($0) }
+        case .zstd, .lz4:
+            guard both.contains(setting.rawValue) else {
+                throw Unavailable(choice: setting.rawValue, host: local.contains(setting.rawValue) ? workerHost : "this server")
+            }
+            choices.compression = setting.rawValue
+        }
+        if Set(localChecksums).intersection(workerChecksums).contains("xxh128") { choices.checksum = "xxh128" }
+        return choices
     }
 }

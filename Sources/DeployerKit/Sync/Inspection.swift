@@ -120,6 +120,8 @@ extension SyncRunner {
                 return (facts, "workers: \(facts["worker_services"] ?? "?")")
             }
             let live = facts["current_release"].flatMap { $0.isEmpty ? nil : $0 }
+            var plan = plan
+            plan.rsync = try await rsyncChoices(worker, facts: facts)
             let trees = try await operation.step(.stage, detail: "dry run against \(live ?? "an empty workspace")") {
                 let trees = try await changes(plan: plan, live: live, connection: connection, checksum: true)
                 return (trees, trees.map { "\($0.name) \($0.total)" }.joined(separator: ", "))
@@ -161,6 +163,7 @@ extension SyncRunner {
                 steps.append("start \(start.joined(separator: ", ")), \(checks)")
             }
             steps.append("release the lock")
+            steps.append("rsync: \(plan.rsync.summary)")
             return DryRunReport(site: plan.site, destination: worker.destination, release: plan.release, liveRelease: live,
                                 strategy: plan.strategy, steps: steps, stopServices: running, startServices: start, trees: trees)
         } catch {

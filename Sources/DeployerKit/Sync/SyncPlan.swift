@@ -26,6 +26,8 @@ public struct SyncPlan: Sendable, Equatable {
     public var dependencies: [WorkerDependency] = []
     /// Stage and switch even when the worker's live release is this one, verified and unchanged.
     public var full = false
+    /// Compression and checksum for every transfer, once both sides' rsync are known.
+    public var rsync = RsyncChoices()
 
     public var release: String { workspace.releaseName }
     public var strategy: SyncStrategy { worker.strategy }
@@ -76,6 +78,15 @@ public struct SyncPlan: Sendable, Equatable {
     }
 
     func baseTransfers(base: String?) -> [RsyncTransfer] {
+        treeTransfers(base: base).map { transfer in
+            var transfer = transfer
+            transfer.compression = rsync.compression
+            transfer.checksumChoice = rsync.checksum
+            return transfer
+        }
+    }
+
+    func treeTransfers(base: String?) -> [RsyncTransfer] {
         let remote = worker.workspacePath
         let userExcludes = worker.excludePatterns
         let limit = worker.bandwidthLimit

@@ -20,6 +20,8 @@ public struct SyncReport: Sendable, Equatable {
     public var releaseKept = false
     /// With `releaseKept`: services were left running (nothing changed that they read).
     public var servicesKept = false
+    /// The compression and checksum the transfers used.
+    public var rsync: RsyncChoices?
     /// Set for `--dry-run`: what would happen; nothing did.
     public var dryRun: DryRunReport?
 
@@ -69,6 +71,7 @@ public struct SyncReport: Sendable, Equatable {
             lines.append("downtime: \(String(format: "%.2f", downtimeSeconds)) s (\(strategy.rawValue); services stopped until running again)")
         }
         if !pruned.isEmpty { lines.append("pruned: \(pruned.joined(separator: ", "))") }
+        if let rsync, !transfers.isEmpty { lines.append("rsync: \(rsync.summary)") }
         for (name, stats) in transfers {
             lines.append("  \(name.padded(16)) \(stats.regularFilesTransferred) files updated, \(stats.deletedFiles) deleted, "
                 + "\(ByteCount.format(stats.bytesSent)) sent, \(ByteCount.format(stats.bytesReceived)) received "

@@ -29,6 +29,9 @@ public struct SyncRunner: Sendable {
                                  workspace: plan.worker.workspacePath))
         return try await operation.locked(script: script, token: plan.token, site: plan.site) { connection, facts in
             operation.report.previousRelease = facts["current_release"]
+            var plan = plan
+            plan.rsync = try await rsyncChoices(plan.worker, facts: facts)
+            operation.report.rsync = plan.rsync
             switch plan.strategy {
             case .staged: try await stagedSync(plan, connection: connection, script: script, facts: facts, operation: operation)
             case .inPlace: try await inPlaceSync(plan, connection: connection, script: script, operation: operation)
@@ -56,6 +59,15 @@ public struct SyncRunner: Sendable {
             try await switchRelease(site: site, release: target, stage: nil, worker: worker, dependencies: [],
                                     connection: connection, script: script, operation: operation)
         }
+    }
+
+    /// Compression and checksum from what both sides' rsync offer (the worker's from preflight).
+    func rsyncChoices(_ worker: WorkerSettings, facts: [String: String]) async throws -> RsyncChoices {
+        let local = (try? await runner.run(Command("rsync", ["--version"])))?.standardOutput ?? ""
+        return try RsyncChoices.resolve(
+            worker.compress, local: RsyncChoices.list("Compress list:", in: local), worker: Self.words(facts["rsync_compress"]),
+            workerHost: worker.server, localChecksums: RsyncChoices.list("Checksum list:", in: local),
+            workerChecksums: Self.words(facts["rsync_checksum"]))
     }
 
     // MARK: - Strategies

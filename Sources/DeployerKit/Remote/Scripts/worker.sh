@@ -190,6 +190,8 @@ preflight() {
     printf 'verified_copy=%s\n' "$(value copy "$state/verified")"
     printf 'releases=%s\n' "$releases"
     printf 'running=%s\n' "$(running_services 2>/dev/null || true)"
+    printf 'rsync_compress=%s\n' "$(rsync --version 2>/dev/null | sed -n '/^Compress list:/{n;p;}' | sed 's/^ *//')"
+    printf 'rsync_checksum=%s\n' "$(rsync --version 2>/dev/null | sed -n '/^Checksum list:/{n;p;}' | sed 's/^ *//')"
 }
 
 lock() {
