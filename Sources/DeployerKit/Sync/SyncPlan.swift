@@ -28,6 +28,8 @@ public struct SyncPlan: Sendable, Equatable {
     public var full = false
     /// Compression and checksum for every transfer, once both sides' rsync are known.
     public var rsync = RsyncChoices()
+    /// The main server's digest of the release (`ReleaseDigest`), once taken.
+    public var mainDigest: String?
 
     public var release: String { workspace.releaseName }
     public var strategy: SyncStrategy { worker.strategy }

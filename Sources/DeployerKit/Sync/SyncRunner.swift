@@ -27,9 +27,14 @@ public struct SyncRunner: Sendable {
                                   report: SyncReport(site: plan.site, destination: plan.worker.destination, release: plan.release, strategy: plan.strategy))
         reporter.report(.started(site: plan.site, release: plan.release, destination: plan.worker.destination,
                                  workspace: plan.worker.workspacePath))
+        // The release's digest is read locally while the connection opens and the worker is checked.
+        let runner = self.runner
+        let digest = plan.strategy == .staged ? Task { [plan] in await ReleaseDigest.local(plan, runner: runner) } : nil
+        defer { digest?.cancel() }
         return try await operation.locked(script: script, token: plan.token, site: plan.site) { connection, facts in
             operation.report.previousRelease = facts["current_release"]
             var plan = plan
+            plan.mainDigest = await digest?.value
             plan.rsync = try await rsyncChoices(plan.worker, facts: facts)
             operation.report.rsync = plan.rsync
             switch plan.strategy {
@@ -83,7 +88,7 @@ public struct SyncRunner: Sendable {
         let placement = live == nil ? "into a new directory" : "beside the running release"
         // Taken before the transfer: if the main server's release changes meanwhile, the next sync
         // sees another digest and stages again.
-        let mainDigest = await ReleaseDigest.local(plan, runner: runner)
+        let mainDigest = plan.mainDigest
         operation.report.transfers = try await operation.step(.stage, detail: "\(plan.release) \(placement)" + (base.map { ", reusing \($0)" } ?? "")) {
             operation.workerState = "unchanged: the old release still runs"
             do {
@@ -176,7 +181,9 @@ public struct SyncRunner: Sendable {
                             script: RemoteScript) async throws -> CopyCheck {
         guard facts["current_release"] == plan.release, facts["verified_release"] == plan.release,
               let recordedMain = facts["verified_main"], let recordedCopy = facts["verified_copy"], !recordedCopy.isEmpty else { return .notVerified }
-        guard await ReleaseDigest.local(plan, runner: runner) == recordedMain else { return .mainChanged }
+        let main: String?
+        if let known = plan.mainDigest { main = known } else { main = await ReleaseDigest.local(plan, runner: runner) }
+        guard main == recordedMain else { return .mainChanged }
         let digest = try await connection.run(script, step: SyncStep.compare.rawValue,
                                               arguments: ["digest", plan.worker.workspacePath, plan.release] + plan.releaseExcludes)
         return digest["digest"] == recordedCopy ? .kept : .copyChanged
