@@ -110,7 +110,7 @@ struct SyncRunnerTests {
         let dead = "root@\(ProcessInfo.processInfo.hostName) pid 999999"
         let runner = RecordingRunner { command in
             if command.scriptPhase == "preflight" {
-                if command.arguments.last?.hasSuffix(" deadbeef") == true {
+                if command.arguments.last?.contains(" deadbeef") == true {
                     return .ok("took_over=\(dead)\nlocked=yes\ncurrent_release=release_0\nreleases=release_0\n")
                 }
                 return CommandOutput(exitCode: 6, standardOutput: "held_by=\(dead)\nheld_since=1\nheld_token=deadbeef\nswitch_running=no\n", standardErrorTail: [])

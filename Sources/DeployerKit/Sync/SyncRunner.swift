@@ -31,7 +31,8 @@ public struct SyncRunner: Sendable {
         let runner = self.runner
         let digest = plan.strategy == .staged ? Task { [plan] in await ReleaseDigest.local(plan, runner: runner) } : nil
         defer { digest?.cancel() }
-        return try await operation.locked(script: script, token: plan.token, site: plan.site) { connection, facts in
+        return try await operation.locked(script: script, token: plan.token, site: plan.site,
+                                          digestExcludes: plan.strategy == .staged && !plan.full ? plan.releaseExcludes : []) { connection, facts in
             operation.report.previousRelease = facts["current_release"]
             var plan = plan
             plan.mainDigest = await digest?.value
@@ -184,9 +185,12 @@ public struct SyncRunner: Sendable {
         let main: String?
         if let known = plan.mainDigest { main = known } else { main = await ReleaseDigest.local(plan, runner: runner) }
         guard main == recordedMain else { return .mainChanged }
-        let digest = try await connection.run(script, step: SyncStep.compare.rawValue,
-                                              arguments: ["digest", plan.worker.workspacePath, plan.release] + plan.releaseExcludes)
-        return digest["digest"] == recordedCopy ? .kept : .copyChanged
+        var live = facts["live_digest"]
+        if live == nil {
+            live = try await connection.run(script, step: SyncStep.compare.rawValue,
+                                            arguments: ["digest", plan.worker.workspacePath, plan.release] + plan.releaseExcludes)["digest"]
+        }
+        return live == recordedCopy ? .kept : .copyChanged
     }
 
     func inPlaceSync(_ plan: SyncPlan, connection: WorkerConnection, script: RemoteScript, operation: Operation) async throws {
@@ -359,7 +363,7 @@ final class Operation {
     /// Connects, checks the worker and takes its lock (one round trip: nothing is written unless
     /// every check passes), runs `body` with the worker's facts, and always releases the lock and
     /// the connection.
-    func locked(script: RemoteScript, token: String, site: String,
+    func locked(script: RemoteScript, token: String, site: String, digestExcludes: [String] = [],
                 _ body: (WorkerConnection, [String: String]) async throws -> Void) async throws -> SyncReport {
         let connection = try await step(.connect, detail: "\(worker.destination) port \(worker.sshPort)") {
             (try await WorkerConnection.open(worker: worker, runner: runner.runner), "one connection, shared by every step")
@@ -367,7 +371,8 @@ final class Operation {
         var holdsLock = false
         do {
             let facts = try await step(.preflight, detail: "\(worker.siteDirectory), then take its lock") {
-                let (facts, note) = try await WorkerLock(connection: connection, script: script, worker: worker, token: token, site: site).acquire()
+                let (facts, note) = try await WorkerLock(connection: connection, script: script, worker: worker, token: token, site: site,
+                                                         digestExcludes: digestExcludes).acquire()
                 holdsLock = true
                 let current = facts["current_release"].flatMap { $0.isEmpty ? nil : $0 }
                 return (facts, "workers: \(facts["worker_services"] ?? "?"); live: \(current ?? "none yet"); lock \(note)")

@@ -15,6 +15,8 @@ struct WorkerLock {
     let worker: WorkerSettings
     let token: String
     let site: String
+    /// With these, preflight also reports the digest of a verified live copy (`live_digest`).
+    var digestExcludes: [String] = []
 
     /// `user@host pid N`: who holds the lock, as shown to whoever is refused.
     static var holder: String {
@@ -33,7 +35,8 @@ struct WorkerLock {
         var takeover: String?
         while true {
             var arguments = ["preflight", worker.workspacePath, site, token, Self.holder]
-            if let takeover { arguments.append(takeover) }
+            if takeover != nil || !digestExcludes.isEmpty { arguments.append(takeover ?? "-") }
+            arguments += digestExcludes
             let (command, output) = try await connection.runPhase(script, arguments: arguments)
             let facts = WorkerConnection.facts(output.standardOutput)
             if output.succeeded {

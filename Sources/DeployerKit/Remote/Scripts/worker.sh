@@ -3,11 +3,12 @@
 # trip as `sh -s -- PHASE WORKSPACE [ARGS...] < worker.sh`. State (lock, previous release, the
 # last switch's log) lives in SITE_DIR/.frappe-deployer, beside the compose files.
 #
-#   preflight WORKSPACE SITE [TOKEN HOLDER [TAKEOVER]]
+#   preflight WORKSPACE SITE [TOKEN HOLDER [TAKEOVER|- [EXCLUDE...]]]
 #                                   checks the worker and prints key=value facts; with TOKEN, then
 #                                   takes the per-site lock (nothing is written unless every check
 #                                   passed); exit 6 with held_* facts when a live sync holds it. A
-#                                   lock whose sync is dead is taken over.
+#                                   lock whose sync is dead is taken over. With EXCLUDE patterns,
+#                                   also the digest of the live copy when it is the verified one.
 #   unlock WORKSPACE TOKEN [KEY=VALUE...]
 #                                   releases the lock if TOKEN holds it; with KEY=VALUE pairs,
 #                                   first records them as the last sync (status reads them).
@@ -145,7 +146,7 @@ switch_running() {
 
 preflight() {
     site=${1:-}
-    [ $# -eq 1 ] || [ $# -ge 3 ] || fail 2 "usage: worker.sh preflight WORKSPACE SITE [TOKEN HOLDER [TAKEOVER]]"
+    [ $# -eq 1 ] || [ $# -ge 3 ] || fail 2 "usage: worker.sh preflight WORKSPACE SITE [TOKEN HOLDER [TAKEOVER|- [EXCLUDE...]]]"
     [ -n "$site" ] || fail 2 "usage: worker.sh preflight WORKSPACE SITE"
     [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker: create the worker's FM bench for $site there, or set workspace_path"
     for file in docker-compose.yml docker-compose.workers.yml; do
@@ -174,8 +175,15 @@ preflight() {
     fi
     # Every check passed: only now is anything written (the lock), and the facts below are read
     # under it.
+    digest_excludes=no
     if [ $# -ge 3 ]; then
-        lock "$2" "$3" "${4:-}"
+        takeover=${4:-}
+        [ "$takeover" = - ] && takeover=""
+        lock "$2" "$3" "$takeover"
+        if [ $# -ge 4 ]; then
+            shift 4
+            digest_excludes=yes
+        fi
     fi
     current=$(readlink "$link" 2>/dev/null || true)
     releases=""
@@ -188,6 +196,11 @@ preflight() {
     printf 'verified_release=%s\n' "$(value release "$state/verified")"
     printf 'verified_main=%s\n' "$(value main "$state/verified")"
     printf 'verified_copy=%s\n' "$(value copy "$state/verified")"
+    # The live copy's digest now, when it is the verified one: a resync can keep it without
+    # another round trip.
+    if [ $digest_excludes = yes ] && [ -n "$current" ] && [ "$current" = "$(value release "$state/verified")" ] && [ -d "$workspace/$current" ]; then
+        printf 'live_digest=%s\n' "$(release_digest "$workspace/$current" "$@")"
+    fi
     printf 'releases=%s\n' "$releases"
     printf 'running=%s\n' "$(running_services 2>/dev/null || true)"
     printf 'rsync_compress=%s\n' "$(rsync --version 2>/dev/null | sed -n '/^Compress list:/{n;p;}' | sed 's/^ *//')"
