@@ -13,4 +13,4 @@ swift build -c release --product frappe-deployer
 swift build -c release --product deployer-fixture
 bin=$(swift build -c release --show-bin-path)
 python3 scripts/bench/run.py --tool "$bin/frappe-deployer" --fixture "$bin/deployer-fixture" \
-    --profile "${1:-real}" --repeat "${2:-3}" --output bench-results.md
+    --profile "${1:-real}" --repeat "${2:-3}" --compress-ab --output bench-results.md

@@ -147,9 +147,9 @@ class Bench:
         os.symlink(release, link)
 
     # -- contenders ------------------------------------------------------------------------------
-    def run_tool(self, release, hosts):
+    def run_tool(self, release, hosts, extra=()):
         args = [self.tool, "remote-worker", "sync", SITE, "--ssh-port", str(hosts[0].port),
-                "--ssh-config", self.ssh_config, "--benches-path", self.benches]
+                "--ssh-config", self.ssh_config, "--benches-path", self.benches, *extra]
         for host in hosts:
             args += ["--server", host.address]
         start = time.monotonic()
@@ -274,14 +274,16 @@ def main():
     parser.add_argument("--scenarios", default="first,nochange,newrelease,four")
     parser.add_argument("--output", default=None)
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender; the median is reported")
+    parser.add_argument("--compress-ab", action="store_true", help="also time a first copy with each compression")
     parser.add_argument("--memory-profile", default="100000:400", help="a second fixture for the tool's peak memory; empty to skip")
     args = parser.parse_args()
 
-    scenarios = args.scenarios.split(",")
+    scenarios = [name for name in args.scenarios.split(",") if name]
     hosts = [Host(WORKER, INDEX)] + ([Host(f"{WORKER}{i}", INDEX + i) for i in range(1, 4)] if "four" in scenarios else [])
     bench = Bench(args, hosts)
     bench.make_fixture(args.profile)
     rows = []
+    compress_rows = []
     memory = None
     try:
         for host in hosts:
@@ -305,6 +307,23 @@ def main():
             finally:
                 for host in hosts:
                     host.stop_link()
+        if args.compress_ab:
+            # The first copy of the real release with each compression, one after another, per link.
+            for link in args.links.split(","):
+                hosts[0].start_link(link, args.one_way_ms)
+                bench.write_ssh_config()
+                bench.set_current("release_1")
+                for choice in ("zstd", "lz4", "off"):
+                    runs = []
+                    for _ in range(args.repeat):
+                        hosts[0].reset()
+                        os.sync()
+                        hosts[0].ssh("sync")
+                        runs.append(bench.run_tool("release_1", hosts[:1], ["--compress", choice]))
+                    result = median_run(runs)
+                    compress_rows.append((link, choice, result))
+                    print(f"compress {link} {choice}: {result['wall']:.1f}s {fmt_size(result['sent'])}", file=sys.stderr)
+                hosts[0].stop_link()
         if args.memory_profile:
             # The tool's peak memory on a release with many more files: first sync and no-change resync.
             main_count = bench.file_count
@@ -334,6 +353,10 @@ def main():
                      f"{t['wall'] / f['wall']:.2f}x | {s['downtime']:.1f} / {t['downtime']:.1f} s | "
                      f"{fmt_size(s['sent'])} / {fmt_size(t['sent'])} / {fmt_size(f['sent'])} | {s['handshakes']} / {t['handshakes']} | "
                      f"{t['memory_kib'] / 1024:.1f} MiB |")
+    if compress_rows:
+        lines += ["", "First copy of the release by compression (tool, median of the same runs):", "",
+                  "| link | compression | wall s | sent |", "|---|---|---|---|"]
+        lines += [f"| {link} | {choice} | {r['wall']:.1f} | {fmt_size(r['sent'])} |" for link, choice, r in compress_rows]
     if memory:
         count, first, again = memory
         lines += ["", f"Tool peak memory with a {count}-file release (plain link): first sync {first['memory_kib'] / 1024:.1f} MiB "
