@@ -225,10 +225,11 @@ public struct TreeSnapshot: Equatable, CustomStringConvertible {
     public var entries: [String: String]
 
     /// Lists `root`, leaving out paths `ignoring` accepts (by default the fixture services'
-    /// heartbeat files, which running services rewrite every second).
+    /// heartbeat files, which running services rewrite every second, and so the time of the logs
+    /// directory that holds them).
     /// With `contents`, every regular file's bytes are part of its entry too (an FNV-1a hash).
     public init(_ root: String, contents: Bool = false,
-                ignoring: (String) -> Bool = { $0.contains("heartbeat-") || $0.contains(".hb-") }) {
+                ignoring: (String) -> Bool = { $0.contains("heartbeat-") || $0.contains(".hb-") || $0.hasSuffix("deployment-data/logs") }) {
         entries = [:]
         let fm = FileManager.default
         guard let walker = fm.enumerator(atPath: root) else { return }

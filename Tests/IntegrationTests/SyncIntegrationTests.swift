@@ -206,7 +206,9 @@ final class SyncIntegrationTests {
         #expect(output.standardError.count == 1)
         #expect(output.standardError.first?.hasPrefix("error: ") == true)
         #expect(output.standardError.first?.contains("is not valid") == true)
-        #expect(TreeSnapshot(siteDirOnHost) == before)
+        let after = TreeSnapshot(siteDirOnHost)
+        let changed = Set(before.entries.keys).union(after.entries.keys).filter { before.entries[$0] != after.entries[$0] }
+        #expect(changed.isEmpty, "changed: \(changed.sorted().map { "\($0): \(before.entries[$0] ?? "-") -> \(after.entries[$0] ?? "-")" })")
         #expect(try await worker.runningServices(site: Self.site) == ["long-worker", "schedule", "short-worker"])
     }
 
@@ -263,7 +265,9 @@ final class SyncIntegrationTests {
         #expect(output.errors.count == 1)
         #expect(output.errors.first?.hasPrefix("error: check worker failed on \(worker.address): ") == true)
         #expect(output.errors.first?.contains("docker-compose.workers.yml is missing") == true)
-        #expect(TreeSnapshot(siteDirOnHost) == before)
+        let after = TreeSnapshot(siteDirOnHost)
+        let changed = Set(before.entries.keys).union(after.entries.keys).filter { before.entries[$0] != after.entries[$0] }
+        #expect(changed.isEmpty, "changed: \(changed.sorted().map { "\($0): \(before.entries[$0] ?? "-") -> \(after.entries[$0] ?? "-")" })")
         #expect(try await worker.runningServices(site: Self.site) == ["long-worker", "schedule", "short-worker"])
     }
 
