@@ -176,8 +176,6 @@ enum Diagnostics {
     /// Exit statuses, documented in README.
     static let failed: Int32 = 1
     static let badInput: Int32 = 2
-    static let locked: Int32 = 3
-    static let interrupted: Int32 = 130
 
     /// A failure before or outside any worker's run (bad input, enable): one line, then exit.
     static func fail(_ error: any Error, exitCode: Int32) -> Never {

@@ -89,11 +89,11 @@ struct RemoteCommandTests {
     @Test("rsync: archive, compress, checksum, delete, protected args; never --delete-excluded")
     func rsyncArguments() {
         var transfer = RsyncTransfer(name: "release", sources: ["/w/release_1/"], destination: "/r/release_1/", excludes: [".git/", "*.pyc"])
-        #expect(!RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", verbose: false).contains("--compress"),
+        #expect(!RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", output: .quiet).contains("--compress"),
                 "no compression unless chosen")
         transfer.compression = "zstd"
         transfer.checksumChoice = "xxh128"
-        let arguments = RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh -p 2222", verbose: false)
+        let arguments = RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh -p 2222", output: .quiet)
         #expect(arguments.contains("--compress-choice=zstd") && arguments.contains("--checksum-choice=xxh128"))
         for option in ["--archive", "--compress", "--checksum", "--delete", "--protect-args", "--stats"] {
             #expect(arguments.contains(option), "missing \(option)")
@@ -103,14 +103,14 @@ struct RemoteCommandTests {
         #expect(Array(arguments.suffix(3)) == ["--", "/w/release_1/", "frappe@10.0.0.5:/r/release_1/"])
         #expect(!arguments.contains("--relative"))
         #expect(!arguments.contains { $0.hasPrefix("--out-format") })
-        #expect(RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", verbose: true).contains("--out-format=%i %n%L"))
+        #expect(RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", output: .itemized).contains("--out-format=%i %n%L"))
     }
 
     @Test("staging: --link-dest names the worker's base release; --bwlimit when set")
     func linkDestAndLimit() {
         let transfer = RsyncTransfer(name: "release", sources: ["/w/r/"], destination: "/ws/.fd-staging-r-x/", excludes: [],
                                      linkDest: "/ws/release_0", bandwidthLimit: 2048)
-        let arguments = RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", verbose: false)
+        let arguments = RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", output: .quiet)
         #expect(arguments.contains("--link-dest=/ws/release_0"))
         #expect(arguments.contains("--bwlimit=2048"))
     }
@@ -132,7 +132,7 @@ struct RemoteCommandTests {
         var v6 = worker
         v6.server = "fd00::5"
         let transfer = RsyncTransfer(name: "x", sources: ["/a/"], destination: "/b/", excludes: [])
-        let arguments = RsyncCommand.arguments(transfer, endpoint: SSHEndpoint(worker: v6, controlPath: "/tmp/x/m"), shell: "ssh", verbose: false)
+        let arguments = RsyncCommand.arguments(transfer, endpoint: SSHEndpoint(worker: v6, controlPath: "/tmp/x/m"), shell: "ssh", output: .quiet)
         #expect(arguments.last == "frappe@[fd00::5]:/b/")
     }
 

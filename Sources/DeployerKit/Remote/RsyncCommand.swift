@@ -60,10 +60,6 @@ public enum RsyncCommand {
     /// The spec's options (archive, compression, checksums, delete) plus what makes them safe:
     /// `--protect-args` keeps remote paths away from the remote shell, `--stats` feeds the report.
     /// Excluded paths are protected from `--delete` because `--delete-excluded` is never given.
-    public static func arguments(_ transfer: RsyncTransfer, endpoint: SSHEndpoint, shell: String, verbose: Bool) -> [String] {
-        arguments(transfer, endpoint: endpoint, shell: shell, output: verbose ? .itemized : .quiet)
-    }
-
     public static func arguments(_ transfer: RsyncTransfer, endpoint: SSHEndpoint, shell: String, output: RsyncOutput,
                                  checksum: Bool = true) -> [String] {
         var arguments = ["--archive"] + (transfer.compression.map { ["--compress", "--compress-choice=\($0)"] } ?? [])

@@ -44,11 +44,6 @@ public struct WorkerConnection: Sendable {
     }
 
     /// Runs one rsync transfer over the master connection.
-    public func transfer(_ transfer: RsyncTransfer, verbose: Bool,
-                         onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> TransferStats {
-        try await self.transfer(transfer, output: verbose ? .itemized : .quiet, onLine: onLine).stats
-    }
-
     /// Runs one rsync; returns its stats and its standard output (the itemized list of a dry run).
     public func transfer(_ transfer: RsyncTransfer, output mode: RsyncOutput, checksum: Bool = true,
                          onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> (stats: TransferStats, output: String) {
