@@ -126,17 +126,17 @@ extension SyncRunner {
                 let trees = try await changes(plan: plan, live: live, connection: connection, checksum: true)
                 return (trees, trees.map { "\($0.name) \($0.total)" }.joined(separator: ", "))
             }
+            // Whether the sync would keep the live copy: asked over this connection, before it closes.
+            var keeps = false
+            if plan.strategy == .staged && !plan.full, case .kept = try await verifiedCopyStands(plan, facts: facts, connection: connection, script: script) {
+                keeps = true
+            }
             await connection.close()
-            let workers = SyncRunner.words(facts["worker_services"])
-            let start = (worker.scheduler ? ["schedule"] : []) + workers
+            let start = plan.startedServices(facts: facts)
             let running = SyncRunner.words(facts["running"])
             let deps = plan.dependencies.map { "\($0.name) \($0.host):\($0.port)" }.joined(separator: ", ")
             let checks = "check \(deps.isEmpty ? "" : deps + " reachable, ")services up for \(worker.settleSeconds) s"
             var steps = ["connect to \(worker.destination) (one SSH connection)", "check the worker and take its lock"]
-            var keeps = false
-            if plan.strategy == .staged && !plan.full {
-                keeps = try await verifiedCopyStands(plan, facts: facts, connection: connection, script: script) == .kept
-            }
             switch plan.strategy {
             case .staged where keeps:
                 steps.append("keep \(plan.release): it is live, was verified when it went live, and is identical to the main server's")
@@ -238,7 +238,8 @@ extension SyncRunner {
             if live != nil {
                 // The release by digests when its copy is the verified one (nothing is read);
                 // otherwise by content. Data and includes by rsync's quick check.
-                let verified = try await verifiedCopyStands(plan, facts: facts, connection: connection, script: script) == .kept
+                var verified = false
+                if case .kept = try await verifiedCopyStands(plan, facts: facts, connection: connection, script: script) { verified = true }
                 let trees = try await changes(plan: plan, live: live, connection: connection, checksum: false,
                                               only: verified ? Set(plan.transfers(base: nil).map(\.name)).subtracting(["release"]) : nil)
                 status.driftByTree = (verified ? [TreeChanges(name: "release")] : []) + trees

@@ -134,6 +134,12 @@ public struct SyncPlan: Sendable, Equatable {
     /// `stop_timeout` as the worker script takes it ("-" for bench's per-service waits).
     var stopTimeoutArgument: String { worker.stopTimeout.map(String.init) ?? "-" }
 
+    /// The services a start runs, in the order they start: `schedule` (unless this worker gives
+    /// it up) and the worker services the check reported (`worker_services`).
+    func startedServices(facts: [String: String]) -> [String] {
+        (worker.scheduler ? ["schedule"] : []) + SyncRunner.words(facts["worker_services"])
+    }
+
     /// The worker script's start arguments: SETTLE SCHEDULER DEPS.
     var startArguments: [String] { Self.startArguments(worker: worker, dependencies: dependencies) }
 

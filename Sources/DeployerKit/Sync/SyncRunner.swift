@@ -138,17 +138,16 @@ public struct SyncRunner: Sendable {
     /// service is not running. Returns false when a full staged sync is needed.
     func keepLiveRelease(_ plan: SyncPlan, connection: WorkerConnection, script: RemoteScript, facts: [String: String],
                          operation: Operation) async throws -> Bool {
-        guard !plan.full, facts["current_release"] == plan.release, facts["verified_release"] == plan.release,
-              let recordedMain = facts["verified_main"], let recordedCopy = facts["verified_copy"] else { return false }
-        let kept = try await operation.step(.compare, detail: "\(plan.release) is live and verified; comparing digests") {
+        guard !plan.full, facts["current_release"] == plan.release, facts["verified_release"] == plan.release else { return false }
+        let record: String? = try await operation.step(.compare, detail: "\(plan.release) is live and verified; comparing digests") {
             switch try await verifiedCopyStands(plan, facts: facts, connection: connection, script: script) {
-            case .kept: return (true, "identical: kept")
-            case .mainChanged: return (false, "the main server's release changed since: staging a fresh copy")
-            case .copyChanged: return (false, "the worker's copy changed since: staging a fresh copy")
-            case .notVerified: return (false, "not verified: staging a fresh copy")
+            case .kept(let record): return (record, "identical: kept")
+            case .mainChanged: return (nil, "the main server's release changed since: staging a fresh copy")
+            case .copyChanged: return (nil, "the worker's copy changed since: staging a fresh copy")
+            case .notVerified: return (nil, "not verified: staging a fresh copy")
             }
         }
-        guard kept else { return false }
+        guard let record else { return false }
         operation.report.releaseKept = true
         let data = plan.transfers(base: nil).filter { $0.name != "release" }
         operation.report.transfers = try await operation.step(.stage, detail: "deployment data and includes only") {
@@ -158,7 +157,7 @@ public struct SyncRunner: Sendable {
             return (results, "\(total.regularFilesTransferred) files, \(ByteCount.format(total.bytesSent)) sent")
         }
         let total = operation.report.totals
-        let wanted = Set((plan.worker.scheduler ? ["schedule"] : []) + SyncRunner.words(facts["worker_services"]))
+        let wanted = Set(plan.startedServices(facts: facts))
         let running = Set(SyncRunner.words(facts["running"]))
         let dataChanged = total.regularFilesTransferred + total.deletedFiles + total.createdFiles > 0
         if !dataChanged && running == wanted {
@@ -170,11 +169,15 @@ public struct SyncRunner: Sendable {
         // copy stays the verified one.
         try await switchRelease(site: plan.site, release: plan.release, stage: nil, worker: plan.worker,
                                 dependencies: plan.dependencies, connection: connection, script: script, operation: operation,
-                                step: .restart, verified: "\(recordedMain):\(recordedCopy)")
+                                step: .restart, verified: record)
         return true
     }
 
-    enum CopyCheck { case kept, mainChanged, copyChanged, notVerified }
+    enum CopyCheck: Equatable {
+        /// The copy stands; `record` is its verification (MAIN_DIGEST:COPY_DIGEST), to record again.
+        case kept(record: String)
+        case mainChanged, copyChanged, notVerified
+    }
 
     /// Whether the worker's live copy of `plan`'s release is the verified one and still matches
     /// the main server's release, by digests only (no file is read). `facts` are preflight's or status's.
@@ -190,7 +193,7 @@ public struct SyncRunner: Sendable {
             live = try await connection.run(script, step: SyncStep.compare.rawValue,
                                             arguments: ["digest", plan.worker.workspacePath, plan.release] + plan.releaseExcludes)["digest"]
         }
-        return live == recordedCopy ? .kept : .copyChanged
+        return live == recordedCopy ? .kept(record: "\(recordedMain):\(recordedCopy)") : .copyChanged
     }
 
     func inPlaceSync(_ plan: SyncPlan, connection: WorkerConnection, script: RemoteScript, operation: Operation) async throws {
