@@ -96,6 +96,12 @@ running_services() {
     compose $all_files ps --services --status running | tr '\n' ' ' | sed 's/ *$//'
 }
 
+# The release directories in the workspace (release_*, not links), one per line.
+release_dirs() {
+    [ -d "$workspace" ] || return 0
+    (cd "$workspace" && for d in release_*; do if [ -d "$d" ] && [ ! -L "$d" ]; then echo "$d"; fi; done)
+}
+
 # The value of KEY in a key=value FILE.
 value() {
     sed -n "s/^$1=//p" "$2" 2>/dev/null | head -n 1
@@ -186,10 +192,7 @@ preflight() {
         fi
     fi
     current=$(readlink "$link" 2>/dev/null || true)
-    releases=""
-    if [ -d "$workspace" ]; then
-        releases=$(cd "$workspace" && for d in release_*; do [ -d "$d" ] && [ ! -L "$d" ] && printf '%s ' "$d"; done | sed 's/ *$//')
-    fi
+    releases=$(release_dirs | tr '\n' ' ' | sed 's/ *$//')
     printf 'worker_services=%s\n' "$workers"
     printf 'current_release=%s\n' "$current"
     printf 'previous_release=%s\n' "$(value previous "$state/releases")"
@@ -590,10 +593,7 @@ status() {
     [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker"
     printf 'current_release=%s\n' "$(readlink "$workspace/frappe-bench" 2>/dev/null || true)"
     printf 'previous_release=%s\n' "$(value previous "$state/releases")"
-    releases=""
-    if [ -d "$workspace" ]; then
-        releases=$(cd "$workspace" && for d in release_*; do [ -d "$d" ] && [ ! -L "$d" ] && printf '%s ' "$d"; done | sed 's/ *$//')
-    fi
+    releases=$(release_dirs | tr '\n' ' ' | sed 's/ *$//')
     printf 'releases=%s\n' "$releases"
     # shellcheck disable=SC2086
     printf 'worker_services=%s\n' "$(services_of $worker_files 2>/dev/null || true)"
@@ -620,7 +620,7 @@ prune() {
     previous=$(value previous "$state/releases")
     kept=0
     pruned=""
-    for release in $(cd "$workspace" && for d in release_*; do [ -d "$d" ] && [ ! -L "$d" ] && echo "$d"; done | sort -r); do
+    for release in $(release_dirs | sort -r); do
         kept=$((kept + 1))
         if [ $kept -le "$keep" ] || [ "$release" = "$live" ] || [ "$release" = "$previous" ]; then
             continue
