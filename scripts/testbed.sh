@@ -9,7 +9,10 @@
 #                                         main side (10.213.INDEX.1) serves a Redis queue on 11000
 #                                         and a database stand-in on 3306
 #   scripts/testbed.sh down NAME          stop worker NAME and remove everything it made
-#   scripts/testbed.sh site NAME SITE     give worker NAME an FM bench dir for SITE (compose files)
+#   scripts/testbed.sh site NAME SITE [jobs]
+#                                         give worker NAME an FM bench dir for SITE (compose files);
+#                                         with `jobs`, the worker services and schedule are real RQ
+#                                         workers from the release's virtualenv (the job world)
 #   scripts/testbed.sh env NAME           print the worker's facts as shell assignments
 #   scripts/testbed.sh link NAME up|down  restore or cut the worker's network (on its side)
 #   scripts/testbed.sh route A B          let hosts A and B reach each other (through this host)
@@ -25,6 +28,11 @@ set -euo pipefail
 
 FDTB_ROOT=${FDTB_ROOT:-/var/tmp/fdtb}
 IMAGE=fdtb/busybox:latest
+# The job world's Python parts, made once per machine: the wheels (downloaded from PyPI the first
+# time only) and a virtualenv of Debian's python3 with them, which fixture releases copy as `env/`.
+FDTB_JOBS_CACHE=${FDTB_JOBS_CACHE:-/var/cache/fdtb}
+JOBS_REQUIREMENTS="rq==3.0.0 redis==8.1.0"
+JOBS_ENV=$FDTB_JOBS_CACHE/jobs-env
 die() { printf 'testbed: %s\n' "$*" >&2; exit 1; }
 
 need_root() { [ "$(id -u)" = 0 ] || die "needs root (network namespaces, sshd, dockerd)"; }
@@ -49,6 +57,8 @@ cmd_install() {
     command -v nsenter >/dev/null || missing+=(util-linux)
     command -v tini >/dev/null || missing+=(tini)
     command -v redis-cli >/dev/null && [ -x /usr/bin/redis-check-rdb ] || missing+=(redis-server)
+    [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+    /usr/bin/python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
     if [ ${#missing[@]} -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -66,10 +76,37 @@ cmd_install() {
         install -m 755 "$bin" "$plugin"
     fi
     docker compose version >/dev/null || die "docker compose plugin does not run"
+    install_jobs_env
     id frappe >/dev/null 2>&1 || useradd -m -s /bin/sh frappe
     usermod -p '*' frappe    # useradd leaves it locked; sshd refuses locked accounts
     mkdir -p /run/sshd
     echo "testbed: installed"
+}
+
+# The job world's virtualenv: Debian's python3 (the interpreter worker containers get by mounting
+# the host's /usr read-only) with RQ and its Redis client, from wheels cached on this machine.
+install_jobs_env() {
+    local wheels=$FDTB_JOBS_CACHE/wheels stamp=$JOBS_ENV/.fdtb-requirements
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$JOBS_REQUIREMENTS" ] && return 0
+    mkdir -p "$wheels"
+    rm -rf "$JOBS_ENV"
+    /usr/bin/python3 -m venv --without-pip "$JOBS_ENV"
+    # Offline from the cached wheels; PyPI only when they are not there yet.
+    if ! jobs_pip install --no-index --find-links "$wheels"; then
+        jobs_pip download -d "$wheels" || die "cannot download $JOBS_REQUIREMENTS into $wheels (PyPI is needed the first time only)"
+        jobs_pip install --no-index --find-links "$wheels" || die "cannot install $JOBS_REQUIREMENTS into $JOBS_ENV"
+    fi
+    # Readable by the worker user, whose containers run the copies in fixture releases.
+    chmod -R a+rX "$FDTB_JOBS_CACHE"
+    printf '%s\n' "$JOBS_REQUIREMENTS" > "$stamp"
+}
+
+jobs_pip() { # install|download ARGS...: Debian's pip, aimed at the job virtualenv
+    local verb=$1
+    shift
+    # shellcheck disable=SC2086 # requirement words
+    /usr/bin/python3 -m pip --python "$JOBS_ENV/bin/python" "$verb" -q --no-input --disable-pip-version-check \
+        "$@" $JOBS_REQUIREMENTS >/dev/null 2>&1
 }
 
 paths() {
@@ -222,46 +259,57 @@ while True:
 cmd_site() {
     need_root
     paths "$1"
-    local site=$2
+    local site=$2 mode=${3:-heartbeat}
     [ -e "$DIR/up" ] || die "worker $NAME is not up"
+    case $mode in heartbeat|jobs) ;; *) die "site mode must be jobs (or nothing): $mode" ;; esac
     local sitedir="$HOME_DIR/frappe/frappe/sites/$site" uid gid
     uid=$(id -u frappe)
     gid=$(id -g frappe)
     mkdir -p "$sitedir/workspace"
     # Compose files with FM's service names. Every service runs a script from the synced release,
-    # so a test can see which release and which config each service really runs.
-    local run='["sh", "/workspace/frappe-bench/apps/frappe/fdtb-service.sh"'
+    # so a test can see which release and which config each service really runs. In the job world
+    # the worker services and schedule are real RQ workers (the release's apps/fdtb_jobs/launch.sh
+    # with its virtualenv; Debian's python3 from the host's /usr, read-only) reaching the main
+    # side's Redis over the worker's network.
     {
         echo "services:"
         for svc in frappe nginx socketio schedule redis-cache redis-queue redis-socketio; do
-            cat <<EOF
-  $svc:
-    image: $IMAGE
-    init: true
-    user: "$uid:$gid"
-    network_mode: none
-    volumes: ["./workspace:/workspace"]
-    command: $run, "$svc"]
-EOF
+            service_yaml "$svc" "$mode" "$uid:$gid"
             [ "$svc" = schedule ] && printf '    depends_on: [redis-queue]\n'
         done
     } > "$sitedir/docker-compose.yml"
     {
         echo "services:"
-        for svc in short-worker long-worker; do
-            cat <<EOF
+        for svc in short-worker long-worker; do service_yaml "$svc" "$mode" "$uid:$gid"; done
+    } > "$sitedir/docker-compose.workers.yml"
+    chown -R frappe:frappe "$HOME_DIR/frappe/frappe"
+    echo "testbed: site $site on $NAME at $sitedir ($mode)"
+}
+
+service_yaml() { # SERVICE MODE UID:GID
+    local svc=$1 mode=$2 user=$3
+    if [ "$mode" = jobs ] && { [ "$svc" = schedule ] || [ "${svc%-worker}" != "$svc" ]; }; then
+        cat <<EOF
   $svc:
     image: $IMAGE
     init: true
-    user: "$uid:$gid"
+    user: "$user"
+    network_mode: host
+    environment: [SERVICE_NAME=$svc]
+    volumes: ["./workspace:/workspace", "/usr:/usr:ro", "/lib:/lib:ro", "/lib64:/lib64:ro"]
+    command: ["sh", "/workspace/frappe-bench/apps/fdtb_jobs/launch.sh", "$svc"]
+EOF
+    else
+        cat <<EOF
+  $svc:
+    image: $IMAGE
+    init: true
+    user: "$user"
     network_mode: none
     volumes: ["./workspace:/workspace"]
-    command: $run, "$svc"]
+    command: ["sh", "/workspace/frappe-bench/apps/frappe/fdtb-service.sh", "$svc"]
 EOF
-        done
-    } > "$sitedir/docker-compose.workers.yml"
-    chown -R frappe:frappe "$HOME_DIR/frappe/frappe"
-    echo "testbed: site $site on $NAME at $sitedir"
+    fi
 }
 
 # True while PID runs; a zombie (exited, not yet reaped by an init that may never reap) is gone.
@@ -370,17 +418,19 @@ FDTB_SSH_CONFIG=$DIR/ssh_config
 FDTB_KNOWN_HOSTS=$DIR/known_hosts
 FDTB_HOME=$HOME_DIR
 FDTB_DOCKER_HOST=unix://$DIR/run/docker.sock
+FDTB_JOBS_PYTHON=$JOBS_ENV/bin/python
+FDTB_MAIN_REDIS=redis://10.213.$(cat "$DIR/index").1:11000
 EOF
 }
 
 case "${1:-}" in
     install) cmd_install ;;
     up) [ $# -eq 3 ] || die "usage: up NAME INDEX"; cmd_up "$2" "$3" ;;
-    site) [ $# -eq 3 ] || die "usage: site NAME SITE"; cmd_site "$2" "$3" ;;
+    site) [ $# -eq 3 ] || [ $# -eq 4 ] || die "usage: site NAME SITE [jobs]"; cmd_site "$2" "$3" "${4:-}" ;;
     down) [ $# -eq 2 ] || die "usage: down NAME"; cmd_down "$2" ;;
     env) [ $# -eq 2 ] || die "usage: env NAME"; cmd_env "$2" ;;
     route) [ $# -eq 3 ] || die "usage: route A B"; cmd_route "$2" "$3" ;;
     redis-image) [ $# -eq 2 ] || die "usage: redis-image NAME"; cmd_redis_image "$2" ;;
     link) { [ $# -eq 3 ] && { [ "$3" = up ] || [ "$3" = down ]; }; } || die "usage: link NAME up|down"; cmd_link "$2" "$3" ;;
-    *) die "usage: testbed.sh install | up NAME INDEX | site NAME SITE | down NAME | env NAME | link NAME up|down | route A B | redis-image NAME" ;;
+    *) die "usage: testbed.sh install | up NAME INDEX | site NAME SITE [jobs] | down NAME | env NAME | link NAME up|down | route A B | redis-image NAME" ;;
 esac

@@ -77,9 +77,10 @@ public final class TestbedWorker: @unchecked Sendable {
             "DOCKER_HOST=\(dockerHost)", "ip", "netns", "exec", namespace, executable] + arguments))
     }
 
-    /// Gives the worker an FM bench dir for `site` with FM's compose files.
-    public func addSite(_ site: String) async throws {
-        try await Self.testbed(["site", name, site])
+    /// Gives the worker an FM bench dir for `site` with FM's compose files; with `jobs`, its worker
+    /// services and schedule run the job world (`JobWorld`) from the synced release.
+    public func addSite(_ site: String, jobs: Bool = false) async throws {
+        try await Self.testbed(["site", name, site] + (jobs ? ["jobs"] : []))
     }
 
     /// Stops everything the worker runs and removes its files.

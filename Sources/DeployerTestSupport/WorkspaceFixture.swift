@@ -55,11 +55,11 @@ public struct WorkspaceFixture: Sendable {
     @discardableResult
     public static func create(benchesPath: String, site: String, release: String = "release_20261120_101500",
                               profile: FixtureProfile = .small, mainAddress: String = "10.213.0.1",
-                              workerConfigs: Bool = true) throws -> WorkspaceFixture {
+                              workerConfigs: Bool = true, jobs: Bool = false) throws -> WorkspaceFixture {
         let fixture = WorkspaceFixture(benchesPath: benchesPath, site: site, mainAddress: mainAddress)
         try fixture.makeSiteDirectory()
         try fixture.makeDeploymentData(workerConfigs: workerConfigs)
-        try fixture.addRelease(release, profile: profile, seed: 1)
+        try fixture.addRelease(release, profile: profile, seed: 1, jobs: jobs)
         try fixture.activate(release)
         return fixture
     }
@@ -101,11 +101,13 @@ public struct WorkspaceFixture: Sendable {
     ///
     /// `incompressibleMiB` adds a file of random bytes (like the GeoIP database of a real release) that
     /// compression cannot shrink; `brokenService` makes that service exit at once, as a release whose
-    /// workers crash on start would.
+    /// workers crash on start would. `jobs` makes it a release of the job world (`JobWorld`): a real
+    /// virtualenv in `env/` with RQ, and the job app in `apps/fdtb_jobs`.
     public func addRelease(_ name: String, profile: FixtureProfile = .small, seed: UInt64,
-                           incompressibleMiB: Int = 0, brokenService: String? = nil) throws {
+                           incompressibleMiB: Int = 0, brokenService: String? = nil, jobs: Bool = false) throws {
         let release = "\(workspace)/\(name)"
         try mkdir(release)
+        if jobs { try JobWorld.install(release: release, name: name, site: site, brokenService: brokenService) }
         // The service script the testbed's compose services run, naming its own release.
         try write("\(release)/apps/frappe/fdtb-service.sh", serviceScript(release: name, broken: brokenService), mode: 0o755)
         if incompressibleMiB > 0 {
@@ -134,7 +136,7 @@ public struct WorkspaceFixture: Sendable {
         try symlink("/workspace/frappe-bench/apps/frappe/frappe/public", at: "\(release)/sites/assets/frappe")
         try symlink("/workspace/frappe-bench/apps/erpnext/erpnext/public", at: "\(release)/sites/assets/erpnext")
         try mkdir("\(release)/env/bin")
-        try symlink("/usr/bin/python3", at: "\(release)/env/bin/python")
+        if !jobs { try symlink("/usr/bin/python3", at: "\(release)/env/bin/python") }
         try write("\(release)/env/bin/bench", "#!/workspace/frappe-bench/env/bin/python\nimport bench\n", mode: 0o755)
         // What the excludes must keep off the worker.
         try write("\(release)/apps/frappe/.git/HEAD", "ref: refs/heads/version-15\n")
