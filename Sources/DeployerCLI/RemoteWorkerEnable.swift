@@ -53,12 +53,12 @@ extension RemoteWorker {
                 settings = try makeSettings(environment: ProcessInfo.processInfo.environment)
                 plan = try await enabler.plan(settings)
             } catch {
-                Diagnostics.fail(error, exitCode: Diagnostics.badInput)
+                throw Diagnostics.report(error, exitCode: Diagnostics.badInput)
             }
             do {
                 try await enabler.apply(plan, restart: settings.restart) { print($0) }
             } catch {
-                Diagnostics.fail(error, exitCode: Diagnostics.failed)
+                throw Diagnostics.report(error, exitCode: Diagnostics.failed)
             }
         }
 

@@ -11,10 +11,12 @@ extension RemoteWorker {
             discussion: """
                 Staged (default): take the worker's lock; transfer the release into a new directory while \
                 the old workers keep running, reusing the worker's previous release for unchanged files; \
-                link the worker configs (*.workers.json) inside it; then switch in seconds: stop the \
-                worker services, point frappe-bench at the new release, start `schedule` and the \
-                services of docker-compose.workers.yml, check they run. If they do not, the switch flips \
-                back and starts the previous release. Old releases beyond --keep-releases are removed.
+                link the worker configs (*.workers.json) inside it; then hand over: the new release's \
+                `schedule` and docker-compose.workers.yml services start as a new generation beside \
+                the running ones, are checked, take jobs, and only then are the old ones told to stop: \
+                they finish their running jobs on their own release (each within its --stop-timeout), \
+                detached on the worker. If the new ones fail their checks, they go and the old ones \
+                serve on. Old releases beyond --keep-releases are removed.
 
                 --strategy in-place keeps the spec's order (stop, transfer over the live release, link, \
                 start) for workers without room for two releases. Web, socketio and Redis never start \
@@ -27,7 +29,7 @@ extension RemoteWorker {
                 --parallel at a time; a failed worker does not stop the others unless --fail-fast. \
                 After the start, the worker services must stay up for --settle seconds without \
                 restarting, and the worker must reach redis_queue and db_host of its configs (TCP); \
-                otherwise the switch goes back to the previous release. --dry-run prints each \
+                otherwise the old release serves on. --dry-run prints each \
                 worker's plan and what would change, changing nothing.
 
                 A worker whose live release is the main server's current one, verified when it went \
@@ -37,7 +39,7 @@ extension RemoteWorker {
 
                 Exit status: 0 synced (every worker); 1 a sync failed (each failed worker is named \
                 with what it runs now); 2 bad input or configuration (nothing on any worker was \
-                changed); 3 every failure was another sync holding the worker's lock; 130 interrupted \
+                changed); 3 every failure was a busy worker (its lock held, or a generation still draining); 130 interrupted \
                 (workers are left on complete releases); 64 usage.
                 """
         )
@@ -87,13 +89,13 @@ extension RemoteWorker {
 
         public func run() async throws {
             if dryRun {
-                await options.perform(command: "dry-run", output: output, { try makePlans(environment: $0) }) { runner, plan in
-                    let report = try await runner.dryRun(plan)
-                    return SyncReport(dryRun: report)
+                try await options.perform(command: "dry-run", output: output, { try makePlans(environment: $0) }) { runner, plan in
+                    SyncReport(dryRun: try await runner.dryRun(plan))
                 }
-            }
-            await options.perform(command: "sync", output: output, { try makePlans(environment: $0) }) { runner, plan in
-                try await runner.run(plan)
+            } else {
+                try await options.perform(command: "sync", output: output, { try makePlans(environment: $0) }) { runner, plan in
+                    try await runner.run(plan)
+                }
             }
         }
 
@@ -119,9 +121,7 @@ extension RemoteWorker {
             let plans = try settings.workers.map { worker in
                 for dir in worker.includeDirs { try workspace.checkInclude(dir, directory: true) }
                 for file in worker.includeFiles { try workspace.checkInclude(file, directory: false) }
-                var plan = SyncPlan.make(workspace: workspace, worker: worker, dependencies: dependencies)
-                plan.full = full
-                return plan
+                return SyncPlan.make(workspace: workspace, worker: worker, dependencies: dependencies, full: full)
             }
             return (settings, plans)
         }
@@ -133,9 +133,10 @@ extension RemoteWorker {
             commandName: "rollback",
             abstract: "Switch a worker back to its previous release.",
             discussion: """
-                Takes the worker's lock and switches to the release that was live before the last \
-                switch (or else the newest older release on the worker), the same way a sync switches: \
-                stop, flip frappe-bench, start, check, flip back on failure. Nothing is transferred.
+                Takes the worker's lock and hands back to the release that was live before the last \
+                switch (or else the newest older release on the worker), the same way a sync hands \
+                over: the previous release starts beside the running one, is checked, and the running \
+                one drains. Nothing is transferred.
                 Exit status as for sync.
                 """
         )
@@ -148,7 +149,7 @@ extension RemoteWorker {
         public init() {}
 
         public func run() async throws {
-            await options.perform(command: "rollback", output: output, { environment in
+            try await options.perform(command: "rollback", output: output, { environment in
                 let settings = try options.settings(environment: environment) { flags in
                     switching.apply(to: &flags)
                     fleet.apply(to: &flags)

@@ -47,7 +47,6 @@ struct WorkerOptions: ParsableArguments {
             sshUser: sshUser, sshPort: sshPort, workspacePath: workspacePath, sshConfig: sshConfig,
             sshOptions: sshOptions)
         flags.acceptNewHostKey = acceptNewHostKey
-        flags.verbose = verbose
         return flags
     }
 
@@ -125,16 +124,16 @@ extension WorkerOptions {
     /// Runs one remote-worker operation on every worker: `prepare` reads and checks everything
     /// local and returns one input per worker (a failure is bad input, exit 2, before any
     /// connection); then `operation` runs per worker, `parallel` at a time, with SIGINT/SIGTERM
-    /// handled; the results are printed and the process exits with the run's status.
+    /// handled; the results are printed, and a non-zero status is thrown as `ExitCode`.
     func perform<Input: Sendable>(command: String, output: OutputOptions,
                                   _ prepare: ([String: String]) throws -> (SyncSettings, [Input]),
-                                  _ operation: @escaping @Sendable (SyncRunner, Input) async throws -> SyncReport) async -> Never {
+                                  _ operation: @escaping @Sendable (SyncRunner, Input) async throws -> SyncReport) async throws {
         let settings: SyncSettings
         let inputs: [Input]
         do {
             (settings, inputs) = try prepare(ProcessInfo.processInfo.environment)
         } catch {
-            Diagnostics.fail(error, exitCode: Diagnostics.badInput)
+            throw Diagnostics.report(error, exitCode: Diagnostics.badInput)
         }
         let interrupt = InterruptSignal()
         interrupt.install()
@@ -142,8 +141,9 @@ extension WorkerOptions {
         let runner = SyncRunner(runner: SubprocessRunner(), reporter: reporter, verbose: verbose, interrupt: interrupt)
         let outcomes = await FleetRunner(parallel: settings.parallel, failFast: settings.failFast)
             .run(settings.workers, interrupt: interrupt) { index in try await operation(runner, inputs[index]) }
-        (reporter as? LiveReporter)?.finish()
-        Diagnostics.finish(command: command, site: settings.siteName, outcomes: outcomes, output: output, verbose: verbose)
+        reporter.finish()
+        let code = Diagnostics.finish(command: command, site: settings.siteName, outcomes: outcomes, output: output, verbose: verbose)
+        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -151,8 +151,8 @@ extension WorkerOptions {
 /// changed), and with --verbose the failing command and its stderr beneath it.
 enum Diagnostics {
     /// Prints a run's results (summaries on standard output, one error line per failed worker on
-    /// standard error, or the JSON report) and exits with the run's status.
-    static func finish(command: String, site: String, outcomes: [WorkerOutcome], output: OutputOptions, verbose: Bool) -> Never {
+    /// standard error, or the JSON report) and returns the run's exit status.
+    static func finish(command: String, site: String, outcomes: [WorkerOutcome], output: OutputOptions, verbose: Bool) -> Int32 {
         let several = outcomes.count > 1
         for outcome in outcomes where !outcome.succeeded {
             var lines = ["error: " + (several ? "[\(outcome.worker.server)] " : "") + (outcome.problem ?? "failed")]
@@ -170,17 +170,18 @@ enum Diagnostics {
                       + (failed.isEmpty ? "" : "; failed: \(failed.joined(separator: ", "))"))
             }
         }
-        exit(FleetRunner.exitCode(outcomes))
+        return FleetRunner.exitCode(outcomes)
     }
 
     /// Exit statuses, documented in README.
     static let failed: Int32 = 1
     static let badInput: Int32 = 2
 
-    /// A failure before or outside any worker's run (bad input, enable): one line, then exit.
-    static func fail(_ error: any Error, exitCode: Int32) -> Never {
+    /// A failure before or outside any worker's run (bad input, enable): prints one line and
+    /// returns the exit status to throw.
+    static func report(_ error: any Error, exitCode: Int32) -> ExitCode {
         let message = "error: " + ((error as? LocalizedError)?.errorDescription ?? String(describing: error))
         FileHandle.standardError.write(Data(message.utf8 + [10]))
-        exit(exitCode)
+        return ExitCode(exitCode)
     }
 }

@@ -29,7 +29,7 @@ public final class TestbedWorker: @unchecked Sendable {
     public static func up(_ name: String, index: Int, homeSize: String? = nil) async throws -> TestbedWorker {
         _ = try? await testbed(["down", name])
         try await testbed(["up", name, String(index)], environment: homeSize.map { ["FDTB_HOME_SIZE=\($0)"] } ?? [])
-        let facts = WorkerConnection.facts(try await testbed(["env", name]))
+        let facts = keyValues(try await testbed(["env", name]))
         return TestbedWorker(name: name, facts: facts)
     }
 
@@ -44,9 +44,18 @@ public final class TestbedWorker: @unchecked Sendable {
 
     deinit { down() }
 
-    /// Cuts (`false`) or restores the worker's network, on the worker's side of its link.
+    /// Cuts (`false`) or restores the worker's network, on the worker's side of its link. A
+    /// restored link is waited for until ssh answers again (the kernel's neighbour entry for the
+    /// worker may stay failed for a moment after the cut).
     public func setLink(up: Bool) async throws {
         try await Self.testbed(["link", name, up ? "up" : "down"])
+        guard up else { return }
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            if (try? await ssh("true"))?.succeeded == true { return }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        throw FixtureError("worker \(name) did not answer ssh within 15 s of its link coming back")
     }
 
     /// The same, from a synchronous context such as an output handler.
@@ -104,13 +113,19 @@ public final class TestbedWorker: @unchecked Sendable {
     /// The worker's default workspace for `site`, as the worker sees it.
     public func workspace(_ site: String) -> String { "/home/frappe/frappe/sites/\(site)/workspace" }
 
-    /// Compose services of `site` whose containers are running, sorted.
+    /// Compose services of `site` whose containers are running, sorted. Waits (up to 15 s) while
+    /// a service runs twice: an old generation that is still draining after a handover.
     public func runningServices(site: String) async throws -> [String] {
-        let output = try await SubprocessRunner().run(DeployerKit.Command("docker", [
-            "-H", dockerHost, "ps", "--format", "{{.Label \"com.docker.compose.service\"}}",
-        ]))
-        guard output.succeeded else { throw FixtureError("docker ps failed: \(output.standardErrorTail)") }
-        return output.standardOutput.split(separator: "\n").map(String.init).sorted()
+        let deadline = ContinuousClock.now + .seconds(15)
+        while true {
+            let output = try await SubprocessRunner().run(DeployerKit.Command("docker", [
+                "-H", dockerHost, "ps", "--format", "{{.Label \"com.docker.compose.service\"}}",
+            ]))
+            guard output.succeeded else { throw FixtureError("docker ps failed: \(output.standardErrorTail)") }
+            let services = output.standardOutput.split(separator: "\n").map(String.init).sorted()
+            if Set(services).count == services.count || ContinuousClock.now > deadline { return services }
+            try await Task.sleep(for: .milliseconds(300))
+        }
     }
 
     /// Runs a command on the worker as `frappe` over ssh.
@@ -154,7 +169,7 @@ public struct Heartbeat: Sendable, Equatable {
     public var time: Int
 
     init?(_ line: String) {
-        let fields = WorkerConnection.facts(line.replacingOccurrences(of: " ", with: "\n"))
+        let fields = keyValues(line.replacingOccurrences(of: " ", with: "\n"))
         guard let release = fields["release"], let service = fields["service"], let time = fields["time"].flatMap(Int.init) else { return nil }
         self.release = release
         self.service = service
@@ -280,4 +295,14 @@ public enum ReleaseComparison {
         }
         return differences.sorted()
     }
+}
+
+/// `KEY=VALUE` lines (the testbed's env output, a heartbeat's fields) as a dictionary.
+func keyValues(_ text: String) -> [String: String] {
+    var values: [String: String] = [:]
+    for line in text.split(separator: "\n") {
+        guard let equals = line.firstIndex(of: "=") else { continue }
+        values[String(line[..<equals])] = String(line[line.index(after: equals)...])
+    }
+    return values
 }

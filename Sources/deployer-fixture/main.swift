@@ -1,7 +1,9 @@
 // Writes a main server's FM workspace for demos and benchmarks (see WorkspaceFixture).
 //
-//   deployer-fixture create BENCHES SITE [--release NAME] [--profile small|real|FILES:MIB] [--main-address ADDR]
-//   deployer-fixture release BENCHES SITE NAME [--from RELEASE --change FRACTION] [--profile P] [--seed N]
+//   deployer-fixture create BENCHES SITE [--release NAME] [--profile small|real|FILES:MIB] [--main-address ADDR] [--jobs]
+//   deployer-fixture release BENCHES SITE NAME [--profile P] [--seed N] [--jobs]
+//
+// --jobs makes releases of the job world (JobWorld: a real virtualenv with RQ, and the job app).
 import DeployerTestSupport
 import Foundation
 
@@ -23,20 +25,22 @@ guard let profile = FixtureProfile.parse(profileText) else { fail("--profile tak
 let releaseName = option("--release") ?? "release_20261120_101500"
 let mainAddress = option("--main-address") ?? "10.213.0.1"
 let seed = UInt64(option("--seed") ?? "2") ?? 2
+let jobs = arguments.contains("--jobs")
+arguments.removeAll { $0 == "--jobs" }
 
 do {
     switch arguments.first {
     case "create" where arguments.count == 3:
         try WorkspaceFixture.create(benchesPath: arguments[1], site: arguments[2], release: releaseName,
-                                    profile: profile, mainAddress: mainAddress)
+                                    profile: profile, mainAddress: mainAddress, jobs: jobs)
         print("created \(arguments[1])/\(arguments[2])/workspace with \(releaseName)")
     case "release" where arguments.count == 4:
         let fixture = WorkspaceFixture(benchesPath: arguments[1], site: arguments[2], mainAddress: mainAddress)
-        try fixture.addRelease(arguments[3], profile: profile, seed: seed)
+        try fixture.addRelease(arguments[3], profile: profile, seed: seed, jobs: jobs)
         try fixture.activate(arguments[3])
         print("added \(arguments[3]) and made it current")
     default:
-        fail("usage: deployer-fixture create BENCHES SITE [--release NAME] [--profile P] | release BENCHES SITE NAME [--profile P] [--seed N]")
+        fail("usage: deployer-fixture create BENCHES SITE [--release NAME] [--profile P] [--jobs] | release BENCHES SITE NAME [--profile P] [--seed N] [--jobs]")
     }
 } catch {
     fail("\(error)")

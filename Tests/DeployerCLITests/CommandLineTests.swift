@@ -80,10 +80,16 @@ struct CommandLineTests {
         #expect(RemoteWorker.Sync.helpMessage().contains(option))
     }
 
-    @Test("--version prints the version")
+    @Test("--version prints the version and exits successfully")
     func version() {
-        #expect(FrappeDeployer.configuration.version == FrappeDeployer.version)
-        #expect(FrappeDeployer.helpMessage().contains("--version"))
+        do {
+            _ = try FrappeDeployer.parseAsRoot(["--version"])
+            Issue.record("--version must end the command")
+        } catch {
+            #expect(FrappeDeployer.exitCode(for: error) == .success)
+            #expect(FrappeDeployer.message(for: error) == FrappeDeployer.version)
+        }
+        #expect(FrappeDeployer.version.split(separator: ".").count == 3 && FrappeDeployer.version.split(separator: ".").allSatisfy { Int($0) != nil })
         #expect(FrappeDeployer.helpMessage().contains("remote-worker"))
         #expect(RemoteWorker.helpMessage().contains("sync"))
     }
@@ -91,6 +97,11 @@ struct CommandLineTests {
     @Test("flags become the top layer of settings")
     func flagsToSettings() throws {
         let sync = try RemoteWorker.Sync.parse(["a.test", "-s", "h", "-u", "erp", "-p", "2200"])
+        let settings = try sync.options.settings(environment: ["HOME": "/nonexistent", "FRAPPE_DEPLOYER_SSH_PORT": "22"])
+        #expect(settings.workers.map(\.server) == ["h"])
+        #expect(settings.workers.map(\.sshUser) == ["erp"])
+        #expect(settings.workers.map(\.sshPort) == [2200], "the flag wins over the environment")
+        #expect(settings.workers.map(\.workspacePath) == ["/home/erp/frappe/sites/a.test/workspace"])
         // No workspace exists here, so planning fails at the workspace, after settings were read.
         #expect(throws: WorkspaceError.benchesMissing(path: "/nonexistent/benches")) {
             try sync.makePlans(environment: ["HOME": "/nonexistent", "FRAPPE_DEPLOYER_BENCHES_PATH": "/nonexistent/benches"])

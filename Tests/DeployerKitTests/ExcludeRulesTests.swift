@@ -3,9 +3,29 @@ import DeployerTestSupport
 import Foundation
 import Testing
 
-/// The exclude rules applied by a real local rsync with the sync's own options.
+/// The exclude rules applied by a real local rsync with the sync's own arguments
+/// (`SyncPlan.transfers` through `RsyncCommand.arguments`), its ssh replaced by a local shell.
 @Suite("Exclude rules with rsync")
 struct ExcludeRulesTests {
+    /// Runs `transfer` exactly as a sync does, into `destination` on this machine: rsync's remote
+    /// shell is a script that runs the remote rsync here instead of over ssh.
+    static func run(_ transfer: RsyncTransfer, into destination: String, scratch: String) async throws -> CommandOutput {
+        let shell = scratch + "/local-shell"
+        if !FileManager.default.fileExists(atPath: shell) {
+            try Data("#!/bin/sh\n# rsync -e: drop ssh's host argument and options, run the remote command here\nwhile [ $# -gt 0 ] && [ \"$1\" != rsync ]; do shift; done\nexec \"$@\"\n".utf8)
+                .write(to: URL(fileURLWithPath: shell))
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: shell)
+        }
+        var transfer = transfer
+        transfer.destination = destination + "/"
+        let endpoint = SSHEndpoint(worker: WorkerSettings(server: "localhost", workspacePath: "/w"), controlPath: scratch + "/none")
+        return try await SubprocessRunner().run(Command("rsync", RsyncCommand.arguments(transfer, endpoint: endpoint, shell: shell, output: .quiet)))
+    }
+
+    static func plan(_ fixture: WorkspaceFixture, worker: WorkerSettings = WorkerSettings(server: "w", workspacePath: "/w")) throws -> SyncPlan {
+        SyncPlan.make(workspace: try LocalWorkspace.locate(benchesPath: fixture.benchesPath, siteName: fixture.site), worker: worker)
+    }
+
     @Test("the spec's excludes and rotated logs are built in")
     func builtIn() {
         for pattern in [".git/", "node_modules/", "__pycache__/", ".cache/", "*.pyc", "*.log", "*.log.[0-9]*"] {
@@ -31,9 +51,7 @@ struct ExcludeRulesTests {
 
         func copy(_ transfers: [RsyncTransfer], into destination: String) async throws {
             for transfer in transfers where transfer.name.hasPrefix("release") {
-                let arguments = ["--archive", "--delete"] + transfer.excludes.map { "--exclude=\($0)" } + transfer.filters.map { "--filter=\($0)" }
-                    + transfer.sources + [destination + "/"]
-                let output = try await SubprocessRunner().run(Command("rsync", arguments))
+                let output = try await Self.run(transfer, into: destination, scratch: directory.path)
                 #expect(output.exitCode == 0, "\(output.standardErrorTail)")
             }
         }
@@ -75,9 +93,8 @@ struct ExcludeRulesTests {
         // And a stale file that is not excluded: --delete must remove it.
         try Data("stale".utf8).write(to: URL(fileURLWithPath: receiver + "/sites/stale.json"))
 
-        var arguments = ["--archive", "--checksum", "--delete"] + ExcludeRules.deploymentData.map { "--exclude=\($0)" }
-        arguments += [fixture.deploymentData + "/", receiver + "/"]
-        let output = try await SubprocessRunner().run(Command("rsync", arguments))
+        let transfer = try #require(try Self.plan(fixture).transfers(base: nil).first { $0.name == "deployment-data" })
+        let output = try await Self.run(transfer, into: receiver, scratch: directory.path)
         #expect(output.exitCode == 0, "\(output.standardErrorTail)")
 
         let fm = FileManager.default
@@ -99,9 +116,8 @@ struct ExcludeRulesTests {
                                                   profile: FixtureProfile(files: 10, bytes: 10_000))
         let receiver = directory.path + "/worker/release_1"
         try FileManager.default.createDirectory(atPath: directory.path + "/worker", withIntermediateDirectories: true)
-        var arguments = ["--archive", "--delete"] + ExcludeRules.release(site: "a.test").map { "--exclude=\($0)" }
-        arguments += [fixture.workspace + "/release_1/", receiver + "/"]
-        let output = try await SubprocessRunner().run(Command("rsync", arguments))
+        let transfer = try #require(try Self.plan(fixture).transfers(base: nil).first { $0.name == "release" })
+        let output = try await Self.run(transfer, into: receiver, scratch: directory.path)
         #expect(output.exitCode == 0, "\(output.standardErrorTail)")
         let fm = FileManager.default
         for excluded in ["apps/frappe/.git", "apps/frappe/node_modules", "apps/frappe/frappe/__pycache__", "apps/frappe/frappe/stray.pyc",

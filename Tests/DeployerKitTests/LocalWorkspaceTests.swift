@@ -115,9 +115,9 @@ struct LocalWorkspaceTests {
 
     @Test("the link base is the live release, else the newest on the worker")
     func linkBase() {
-        #expect(SyncPlan.linkBase(current: "release_2", releases: ["release_1", "release_2", "release_3"]) == "release_2")
-        #expect(SyncPlan.linkBase(current: "", releases: ["release_1", "release_3"]) == "release_3")
-        #expect(SyncPlan.linkBase(current: "release_9", releases: ["release_1"]) == "release_1")
-        #expect(SyncPlan.linkBase(current: nil, releases: []) == nil)
+        #expect(ReleaseDecision.linkBase(live: "release_2", releases: ["release_1", "release_2", "release_3"]) == "release_2")
+        #expect(ReleaseDecision.linkBase(live: nil, releases: ["release_1", "release_3"]) == "release_3")
+        #expect(ReleaseDecision.linkBase(live: "release_9", releases: ["release_1"]) == "release_1")
+        #expect(ReleaseDecision.linkBase(live: nil, releases: []) == nil)
     }
 }

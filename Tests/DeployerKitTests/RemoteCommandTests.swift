@@ -121,9 +121,9 @@ struct RemoteCommandTests {
         tuned.sshOptions = ["ServerAliveInterval=2", "ProxyJump=bastion"]
         let arguments = SSHCommand.commonOptions(SSHEndpoint(worker: tuned, controlPath: "/tmp/x/m"))
         #expect(Array(arguments.prefix(4)) == ["-o", "ServerAliveInterval=2", "-o", "ProxyJump=bastion"])
-        #expect(SSHCommand.optionProblem("ServerAliveInterval=2") == nil)
+        #expect(SSHOptionRules.problem("ServerAliveInterval=2") == nil)
         for refused in ["StrictHostKeyChecking=no", "stricthostkeychecking=no", "BatchMode=no", "ControlPath=/tmp/x", "novalue", "=x", "Bad-Key=1"] {
-            #expect(SSHCommand.optionProblem(refused) != nil, "\(refused)")
+            #expect(SSHOptionRules.problem(refused) != nil, "\(refused)")
         }
     }
 

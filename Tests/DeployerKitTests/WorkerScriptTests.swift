@@ -24,6 +24,11 @@ struct WorkerScriptTests {
         return try await SubprocessRunner().run(command)
     }
 
+    /// Runs `phase` as the tool builds it (`WorkerPhase.arguments`) against `workspace`.
+    func run(_ phase: WorkerPhase, in workspace: String) async throws -> CommandOutput {
+        try await run(phase.arguments(workspace: workspace))
+    }
+
     @Test("the shipped script is the one in the source tree and passes shellcheck")
     func shellcheck() async throws {
         let shipped = try RemoteScript.worker().text
@@ -35,7 +40,7 @@ struct WorkerScriptTests {
     @Test("preflight refuses a worker without compose files, exit 3, one error line, nothing created")
     func preflightMissingCompose() async throws {
         try FileManager.default.removeItem(atPath: workspace)
-        let output = try await run(["preflight", workspace, "a.test"])
+        let output = try await run(.preflight(site: "a.test", lock: nil, digestExcludes: nil), in: workspace)
         #expect(output.exitCode == 3)
         #expect(output.standardErrorTail == ["error: \(site)/docker-compose.yml is missing on the worker: copy the site's compose files from the main server (remote-worker enable)"])
         #expect(!FileManager.default.fileExists(atPath: workspace))
@@ -43,7 +48,7 @@ struct WorkerScriptTests {
 
     @Test("preflight refuses a site dir that does not exist")
     func preflightMissingSiteDir() async throws {
-        let output = try await run(["preflight", directory.path + "/nope/workspace", "a.test"])
+        let output = try await run(.preflight(site: "a.test", lock: nil, digestExcludes: nil), in: directory.path + "/nope/workspace")
         #expect(output.exitCode == 3)
         #expect(output.standardErrorTail.first?.contains("does not exist on the worker") == true)
     }
@@ -59,7 +64,7 @@ struct WorkerScriptTests {
         try FileManager.default.removeItem(atPath: fixture.workspace + "/frappe-bench")
         try FileManager.default.createSymbolicLink(atPath: fixture.workspace + "/frappe-bench", withDestinationPath: "release_1")
 
-        let output = try await run(["activate", fixture.workspace, "a.test", "release_2"])
+        let output = try await run(.activate(site: "a.test", release: "release_2"), in: fixture.workspace)
         #expect(output.exitCode == 0, "\(output.standardErrorTail)")
         #expect(output.standardOutput == "live_release=release_2\n")
         let fm = FileManager.default
@@ -81,7 +86,7 @@ struct WorkerScriptTests {
     func activateMissingRelease() async throws {
         let fixture = try WorkspaceFixture.create(benchesPath: directory.path + "/sites", site: "a.test", release: "release_1",
                                                   profile: FixtureProfile(files: 3, bytes: 100))
-        let output = try await run(["activate", fixture.workspace, "a.test", "release_9"])
+        let output = try await run(.activate(site: "a.test", release: "release_9"), in: fixture.workspace)
         #expect(output.exitCode == 4)
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.workspace + "/frappe-bench") == "release_1")
     }
@@ -89,45 +94,46 @@ struct WorkerScriptTests {
     @Test("lock: taken once; a live holder refuses others with who holds it; unlock needs the token")
     func lockLifecycle() async throws {
         try FileManager.default.createDirectory(atPath: site, withIntermediateDirectories: true)
-        let first = try await run(["lock", workspace, "tokenA", "ops@main pid 1"])
+        let first = try await run(["lock", workspace, "--token=tokenA", "--holder=ops@main pid 1"])
         #expect(first.exitCode == 0, "\(first.standardErrorTail)")
         #expect(first.standardOutput == "locked=yes\n")
         // The holder's session is this test process (no sshd here), which is alive.
-        let second = try await run(["lock", workspace, "tokenB", "ops@main pid 2"])
+        let second = try await run(["lock", workspace, "--token=tokenB", "--holder=ops@main pid 2"])
         #expect(second.exitCode == 6)
         #expect(second.standardOutput.contains("held_by=ops@main pid 1\n"))
         #expect(second.standardOutput.contains("held_token=tokenA\n"))
         // Re-taking with the holder's own token is fine; a wrong token cannot unlock.
-        #expect(try await run(["lock", workspace, "tokenA", "ops@main pid 1"]).exitCode == 0)
-        #expect(try await run(["unlock", workspace, "tokenB"]).standardOutput.isEmpty)
-        #expect(try await run(["lock", workspace, "tokenB", "ops@main pid 2"]).exitCode == 6)
+        #expect(try await run(["lock", workspace, "--token=tokenA", "--holder=ops@main pid 1"]).exitCode == 0)
+        #expect(try await run(.unlock(token: "tokenB", record: []), in: workspace).standardOutput.isEmpty)
+        #expect(try await run(["lock", workspace, "--token=tokenB", "--holder=ops@main pid 2"]).exitCode == 6)
         // Takeover with the holder's token is what a sync does for a dead holder of its own host.
-        let took = try await run(["lock", workspace, "tokenB", "ops@main pid 2", "tokenA"])
+        let took = try await run(["lock", workspace, "--token=tokenB", "--holder=ops@main pid 2", "--takeover=tokenA"])
         #expect(took.standardOutput.contains("took_over=ops@main pid 1"))
-        #expect(try await run(["unlock", workspace, "tokenB"]).standardOutput == "unlocked=yes\n")
-        #expect(try await run(["lock", workspace, "tokenC", "ops@main pid 3"]).exitCode == 0)
+        #expect(try await run(.unlock(token: "tokenB", record: []), in: workspace).standardOutput == "unlocked=yes\n")
+        #expect(try await run(["lock", workspace, "--token=tokenC", "--holder=ops@main pid 3"]).exitCode == 0)
     }
 
     @Test("status reads releases, the lock's holder and the last sync that unlock recorded; it writes nothing")
     func statusAndLastSync() async throws {
         try FileManager.default.createDirectory(atPath: workspace + "/release_1", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: workspace + "/frappe-bench", withDestinationPath: "release_1")
-        #expect(try await run(["lock", workspace, "tokenA", "ops@main pid 7"]).exitCode == 0)
-        let locked = WorkerConnection.facts(try await run(["status", workspace, "a.test"]).standardOutput)
-        #expect(locked["current_release"] == "release_1")
-        #expect(locked["releases"] == "release_1")
-        #expect(locked["lock_holder"] == "ops@main pid 7")
-        #expect(locked["lock_alive"] == "yes")
-        #expect(locked["last_release"] == nil)
-        let unlocked = try await run(["unlock", workspace, "tokenA", "kind=sync", "release=release_1", "by=ops@main pid 7", "at=1764000000", "seconds=3.5"])
+        #expect(try await run(["lock", workspace, "--token=tokenA", "--holder=ops@main pid 7"]).exitCode == 0)
+        // status needs Docker Compose only for its service states; without it they are empty.
+        let locked = StatusAnswer(WorkerFacts(try await run(.status(site: "a.test", digestExcludes: []), in: workspace).standardOutput))
+        #expect(locked.releases.live == "release_1")
+        #expect(locked.releases.all == ["release_1"])
+        #expect(locked.lock?.holder == "ops@main pid 7")
+        #expect(locked.lock?.alive == true)
+        #expect(locked.lastSync == nil)
+        let unlocked = try await run(.unlock(token: "tokenA", record: ["kind=sync", "release=release_1", "by=ops@main pid 7", "at=1764000000", "seconds=3.5"]),
+                                     in: workspace)
         #expect(unlocked.standardOutput == "unlocked=yes\n")
         let before = TreeSnapshot(site)
-        let facts = WorkerConnection.facts(try await run(["status", workspace, "a.test"]).standardOutput)
-        #expect(facts["lock_holder"] == nil)
-        #expect(facts["last_release"] == "release_1")
-        #expect(facts["last_by"] == "ops@main pid 7")
-        #expect(facts["last_at"] == "1764000000")
-        #expect(facts["last_seconds"] == "3.5")
+        let answer = StatusAnswer(WorkerFacts(try await run(.status(site: "a.test", digestExcludes: []), in: workspace).standardOutput))
+        #expect(answer.lock == nil)
+        let last = try #require(answer.lastSync)
+        #expect(last.kind == "sync" && last.release == "release_1" && last.by == "ops@main pid 7")
+        #expect(last.at == Date(timeIntervalSince1970: 1_764_000_000) && last.seconds == 3.5 && last.downtimeSeconds == nil)
         #expect(TreeSnapshot(site) == before, "status changes nothing")
     }
 
@@ -137,7 +143,7 @@ struct WorkerScriptTests {
         try FileManager.default.createDirectory(atPath: release + "/apps/frappe/__pycache__", withIntermediateDirectories: true)
         try Data("print(1)\n".utf8).write(to: URL(fileURLWithPath: release + "/apps/frappe/app.py"))
         func digest() async throws -> String? {
-            WorkerConnection.facts(try await run(["digest", workspace, "release_1", "__pycache__/", "*.pyc"]).standardOutput)["digest"]
+            DigestAnswer(WorkerFacts(try await run(.digest(release: "release_1", excludes: ["__pycache__/", "*.pyc"]), in: workspace).standardOutput)).digest
         }
         let first = try #require(try await digest())
         #expect(try await digest() == first)
@@ -148,15 +154,15 @@ struct WorkerScriptTests {
         // (an edit that keeps size and second alike is below what a listing sees; edits change one)
         try Data("print(22)\n".utf8).write(to: URL(fileURLWithPath: release + "/apps/frappe/app.py"))
         #expect(try await digest() != first)
-        #expect(try await run(["digest", workspace, "release_9"]).exitCode == 4)
+        #expect(try await run(.digest(release: "release_9", excludes: []), in: workspace).exitCode == 4)
     }
 
     @Test("stage-prepare creates the staging directory the parallel streams share, and only a staging directory")
     func stagePrepare() async throws {
         let stage = workspace + "/.fd-staging-release_1-abc"
-        #expect(try await run(["stage-prepare", workspace, stage]).exitCode == 0)
+        #expect(try await run(.stagePrepare(stage: stage), in: workspace).exitCode == 0)
         #expect(FileManager.default.fileExists(atPath: stage))
-        #expect(try await run(["stage-prepare", workspace, workspace + "/release_1"]).exitCode == 2)
+        #expect(try await run(.stagePrepare(stage: workspace + "/release_1"), in: workspace).exitCode == 2)
     }
 
     @Test("start's dependency check: an open port passes, a closed one fails with its name and address")
@@ -168,7 +174,7 @@ struct WorkerScriptTests {
         let script = try RemoteScript.worker().text
         let body = script.replacingOccurrences(of: "\ncase $phase in", with: "\ncheck_dependencies \"$1\"; exit $?\ncase $phase in")
         func check(_ deps: String) async throws -> CommandOutput {
-            try await SubprocessRunner().run(Command("/bin/sh", ["-s", "--", "check", workspace, deps], standardInput: body))
+            try await SubprocessRunner().run(Command("/bin/sh", ["-s", "--", "check", workspace, "--", deps], standardInput: body))
         }
         let open = try await check("redis_queue@127.0.0.1:\(listener.port)")
         #expect(open.exitCode == 0)
@@ -185,7 +191,7 @@ struct WorkerScriptTests {
         let state = site + "/.frappe-deployer"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         try "token=old\nholder=ops@main pid 9\nsince=1\nsession=999999:12345\n".write(toFile: state + "/lock", atomically: true, encoding: .utf8)
-        let output = try await run(["lock", workspace, "new", "ops@main pid 10"])
+        let output = try await run(["lock", workspace, "--token=new", "--holder=ops@main pid 10"])
         #expect(output.exitCode == 0)
         #expect(output.standardOutput == "stale_lock=ops@main pid 9\nlocked=yes\n")
     }
@@ -198,7 +204,7 @@ struct WorkerScriptTests {
         try FileManager.default.createSymbolicLink(atPath: workspace + "/frappe-bench", withDestinationPath: "release_1")
         try FileManager.default.createDirectory(atPath: site + "/.frappe-deployer", withIntermediateDirectories: true)
         try "previous=release_2\n".write(toFile: site + "/.frappe-deployer/releases", atomically: true, encoding: .utf8)
-        let output = try await run(["prune", workspace, "2"])
+        let output = try await run(.prune(keep: 2), in: workspace)
         #expect(output.exitCode == 0)
         #expect(output.standardOutput == "pruned=release_3\n")
         let left = try FileManager.default.contentsOfDirectory(atPath: workspace).filter { $0.hasPrefix("release_") }.sorted()
@@ -212,7 +218,7 @@ struct WorkerScriptTests {
         let stage = fixture.workspace + "/.fd-staging-release_2-t"
         try FileManager.default.copyItem(atPath: fixture.workspace + "/release_1", toPath: stage)
         try FileManager.default.removeItem(atPath: stage + "/sites/common_site_config.json")
-        let fresh = try await run(["stage-activate", fixture.workspace, "a.test", "release_2", stage])
+        let fresh = try await run(.stageActivate(site: "a.test", release: "release_2", stage: stage, excludes: []), in: fixture.workspace)
         #expect(fresh.standardOutput.hasSuffix("swap=no\n"), "\(fresh.standardErrorTail)")
         #expect(fresh.standardOutput.hasPrefix("digest="))
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.workspace + "/release_2/sites/common_site_config.json")
@@ -221,12 +227,12 @@ struct WorkerScriptTests {
 
         let again = fixture.workspace + "/.fd-staging-release_1-u"
         try FileManager.default.copyItem(atPath: fixture.workspace + "/release_1", toPath: again)
-        let swap = try await run(["stage-activate", fixture.workspace, "a.test", "release_1", again])
+        let swap = try await run(.stageActivate(site: "a.test", release: "release_1", stage: again, excludes: []), in: fixture.workspace)
         #expect(swap.standardOutput.hasSuffix("swap=yes\n"))
         #expect(FileManager.default.fileExists(atPath: again))
-        #expect(try await run(["unstage", fixture.workspace, again]).exitCode == 0)
+        #expect(try await run(.unstage(stage: again), in: fixture.workspace).exitCode == 0)
         #expect(!FileManager.default.fileExists(atPath: again))
-        #expect(try await run(["unstage", fixture.workspace, fixture.workspace + "/release_1"]).exitCode == 2)
+        #expect(try await run(.unstage(stage: fixture.workspace + "/release_1"), in: fixture.workspace).exitCode == 2)
     }
 
     @Test("an unknown phase or a relative workspace is a usage error")

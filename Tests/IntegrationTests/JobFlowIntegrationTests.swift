@@ -127,10 +127,43 @@ final class JobFlowIntegrationTests {
         #expect((long.start ?? .infinity) < began, "the long job was running when the sync began")
         #expect(long.release == Self.r1 && long.endRelease == Self.r1, "the long job ran \(Self.r1)'s code to its end: \(long)")
         #expect((long.end ?? 0) - (long.start ?? 0) >= 15, "the long job ran its full length: \(long)")
-        // Today's switch stops every service and waits for the long job before the new release
-        // starts: every queue stalls for as long. The handover (issue 10, part B) bounds this.
-        print("job flow through a sync with a 15 s job draining: longest time no job started: "
+        #expect((long.end ?? 0) > switched, "the long job was still running when the switch was done: it drained")
+        // The handover: every queue kept being served while the long job drained.
+        #expect(account.longestGap <= 3, "longest time no job started: \(account.queues)")
+        #expect(result.standardOutput.contains("handover: \(Self.r2)'s workers took jobs before the old ones were told to stop"), "\(result.standardOutput)")
+        #expect(result.standardOutput.contains("draining: \(Self.r1) ("), "\(result.standardOutput)")
+        #expect(result.standardOutput.contains("finishes its running jobs on its own release, detached on the worker"), "\(result.standardOutput)")
+        print("job flow through a handover with a 15 s job draining: longest time no job started: "
               + account.queues.keys.sorted().map { "\($0) \(String(format: "%.1f", account.queues[$0]!.longestGap)) s" }.joined(separator: ", "))
+    }
+
+    @Test("a worker whose services read through frappe-bench (started by FM, or in place): the flip waits for their drain, so the long job never reads the new release")
+    func handoverFromUnpinnedWorkers() async throws {
+        expectSuccess(try await tool("sync", ["--strategy", "in-place"]))
+        try fixture.addRelease(Self.r2, seed: 2, jobs: true)
+        try fixture.activate(Self.r2)
+        let driver = try LoadDriver(redis: redis, rate: 4, seconds: 0.1, long: 12)
+        try await waitForStart(driver, queue: "long")
+        let result = try await tool("sync")
+        let switched = Self.now
+        expectSuccess(result)
+        #expect(result.standardOutput.contains("frappe-bench moves to \(Self.r2) when that drain ends"), "\(result.standardOutput)")
+        let link = worker.onHost(worker.workspace(Self.site)) + "/frappe-bench"
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == Self.r1, "not yet: the old workers still read through it")
+        try await Task.sleep(for: .seconds(2))
+        let account = try await driver.finish(wait: .seconds(90))
+        expectNoJobLost(account)
+        expectJobs(after: switched, ran: Self.r2, account)
+        expectOneScheduler(account)
+        let long = try #require(account.longJobs.first)
+        #expect(long.release == Self.r1 && long.endRelease == Self.r1, "the long job ran \(Self.r1)'s code to its end: \(long)")
+        #expect(account.longestGap <= 3, "longest time no job started: \(account.queues)")
+        // Once drained, frappe-bench points at the live release.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) != Self.r2 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == Self.r2)
     }
 
     @Test("a job still running when its worker's stop timeout runs out is killed, and the accounting says so")
@@ -141,12 +174,19 @@ final class JobFlowIntegrationTests {
         let driver = try LoadDriver(redis: redis, rate: 2, seconds: 0.1, long: 30)
         try await waitForStart(driver, queue: "long")
         expectSuccess(try await tool("sync", ["--stop-timeout", "2"]))
-        try await Task.sleep(for: .seconds(2))
+        try await Task.sleep(for: .seconds(4))
         let account = try await driver.finish(wait: .seconds(10))
         let long = try #require(account.longJobs.first)
         #expect(account.interrupted == [long.id], "\(account)")
         #expect(long.end == nil && long.endRelease == nil)
         #expect(!account.ok)
+        // What the drain killed is reported: by status, and by the next sync.
+        let status = try await tool("status")
+        #expect(status.standardOutput.contains("last drain: \(Self.r1) done at"), "\(status.standardOutput)")
+        #expect(status.standardOutput.contains("killed: long-worker (stop wait ran out)"), "\(status.standardOutput)")
+        let next = try await tool("sync", ["--full"])
+        expectSuccess(next)
+        #expect(next.standardOutput.contains("warning: the drain of \(Self.r1) ended with long-worker killed"), "\(next.standardOutput)")
     }
 
     @Test("a new release whose worker crashes on start, under load: the previous release serves again and no job is lost")

@@ -123,7 +123,7 @@ public enum SettingsResolver {
             }
             workers.append(worker)
         }
-        var settings = SyncSettings(siteName: siteName, benchesPath: trimTrailingSlash(benches), workers: workers, verbose: flags.verbose)
+        var settings = SyncSettings(siteName: siteName, benchesPath: trimTrailingSlash(benches), workers: workers)
         settings.warnings = env.warnings
         settings.parallel = try positive(flags.parallel ?? file?.parallel, name: "parallel", source: flags.parallel != nil ? "option --parallel" : fileSource) ?? 4
         settings.failFast = flags.failFast || (file?.failFast ?? false)
@@ -240,7 +240,7 @@ public enum SettingsResolver {
         }
         for layer in layers {
             for option in layer.sshOptions {
-                if let problem = SSHCommand.optionProblem(option) {
+                if let problem = SSHOptionRules.problem(option) {
                     throw .invalidValue(source: layer == flagWorker ? "option --ssh-option" : fileSource, keyPath: "ssh_options", problem: problem)
                 }
                 worker.sshOptions.appendUnique(option)

@@ -4,7 +4,6 @@ public struct SyncSettings: Sendable, Equatable {
     /// The local FM benches root (`~/frappe/sites` by default).
     public var benchesPath: String
     public var workers: [WorkerSettings]
-    public var verbose: Bool
     /// Things said about the input that did not stop the sync (unknown environment variables).
     public var warnings: [String] = []
     /// How many workers sync at once.
@@ -12,11 +11,10 @@ public struct SyncSettings: Sendable, Equatable {
     /// After the first failed worker, start no more (the running ones finish).
     public var failFast = false
 
-    public init(siteName: String, benchesPath: String, workers: [WorkerSettings], verbose: Bool = false) {
+    public init(siteName: String, benchesPath: String, workers: [WorkerSettings]) {
         self.siteName = siteName
         self.benchesPath = benchesPath
         self.workers = workers
-        self.verbose = verbose
     }
 }
 
@@ -108,7 +106,6 @@ public struct SyncOverrides: Sendable, Equatable {
     public var parallel: Int?
     public var failFast = false
     public var acceptNewHostKey = false
-    public var verbose = false
 
     public init() {}
 }

@@ -45,23 +45,6 @@ public enum SSHCommand {
         return options
     }
 
-    /// Options the tool relies on for safety or for its one shared connection; never overridable.
-    static let reservedOptions: Set<String> = ["stricthostkeychecking", "batchmode", "controlmaster", "controlpath", "controlpersist"]
-
-    /// Why an operator's `-o` option cannot be used, or nil.
-    public static func optionProblem(_ option: String) -> String? {
-        guard let equals = option.firstIndex(of: "="), equals != option.startIndex else {
-            return "'\(option.escapedForMessage)' is not of the form Key=Value (as ssh -o takes it)"
-        }
-        let key = option[..<equals].lowercased()
-        if key.contains(where: { !$0.isLetter }) { return "'\(option.escapedForMessage)' does not start with an ssh option name" }
-        if reservedOptions.contains(key) {
-            return "\(option[..<equals]) is set by frappe-deployer itself (host keys are always checked; use --accept-new-host-key to trust a new one)"
-        }
-        if option.unicodeScalars.contains(where: { $0.value < 0x20 }) { return "'\(option.escapedForMessage)' contains a control character" }
-        return nil
-    }
-
     /// How long an unused master connection outlives its last command: a killed sync leaves none
     /// behind for longer (and its worker lock is known dead from then on).
     public static let controlPersistSeconds = 15

@@ -5,9 +5,13 @@ public struct WorkerConnection: Sendable {
     public let endpoint: SSHEndpoint
     let runner: any CommandRunning
     let controlDirectory: String
+    /// The worker script every phase runs, and the worker's workspace it works on.
+    let script: RemoteScript
+    let workspace: String
 
     /// Opens the master connection; a refused host key, login or network is a classified error.
     public static func open(worker: WorkerSettings, runner: any CommandRunning) async throws -> WorkerConnection {
+        let script = try RemoteScript.worker()
         // A private directory for the control socket: short enough for the 104-byte socket limit,
         // and not writable by anyone else.
         let directory = try makePrivateDirectory()
@@ -24,23 +28,24 @@ public struct WorkerConnection: Sendable {
             try? FileManager.default.removeItem(atPath: directory)
             throw RemoteError.classifyConnection(output, endpoint: endpoint, command: command)
         }
-        return WorkerConnection(endpoint: endpoint, runner: runner, controlDirectory: directory)
+        return WorkerConnection(endpoint: endpoint, runner: runner, controlDirectory: directory, script: script,
+                                workspace: worker.workspacePath)
     }
 
-    /// Runs one phase of a shipped script; a non-zero exit becomes `RemoteError.failed` carrying the
-    /// script's own `error:` line.
-    public func run(_ script: RemoteScript, step: String, arguments: [String],
-                    onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> [String: String] {
-        let (command, output) = try await runPhase(script, arguments: arguments, onLine: onLine)
-        guard output.succeeded else { throw failure(step: step, command: command, output: output) }
-        return Self.facts(output.standardOutput)
+    /// Runs one phase of the worker script; a non-zero exit becomes `RemoteError.failed` carrying
+    /// the script's own `error:` line.
+    public func run(_ phase: WorkerPhase, step: String,
+                    onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> WorkerFacts {
+        let reply = try await ask(phase, onLine: onLine)
+        guard reply.output.succeeded else { throw failure(step: step, command: reply.command, output: reply.output) }
+        return reply.facts
     }
 
-    /// Runs one phase and returns how it ended, whatever its exit code.
-    public func runPhase(_ script: RemoteScript, arguments: [String],
-                         onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> (Command, CommandOutput) {
-        let command = SSHCommand.script(endpoint, script, arguments)
-        return (command, try await runner.run(command, onLine: onLine))
+    /// Runs one phase and returns how it ended, whatever its exit.
+    public func ask(_ phase: WorkerPhase, onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> PhaseReply {
+        let command = SSHCommand.script(endpoint, script, phase.arguments(workspace: workspace))
+        let output = try await runner.run(command, onLine: onLine)
+        return PhaseReply(command: command, output: output)
     }
 
     /// Runs one rsync transfer over the master connection.
@@ -100,16 +105,6 @@ public struct WorkerConnection: Sendable {
             ?? errors.first
     }
 
-    /// `key=value` lines printed by a script phase.
-    public static func facts(_ output: String) -> [String: String] {
-        var facts: [String: String] = [:]
-        for line in output.split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            facts[String(line[..<equals])] = String(line[line.index(after: equals)...])
-        }
-        return facts
-    }
-
     static func makePrivateDirectory() throws -> String {
         var template = Array("/tmp/fd-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!) }
@@ -118,4 +113,13 @@ public struct WorkerConnection: Sendable {
         }
         return String(cString: made)
     }
+}
+
+/// How one phase of the worker script ended: the command, its output, its exit and its facts.
+public struct PhaseReply: Sendable {
+    public var command: Command
+    public var output: CommandOutput
+
+    public var exit: WorkerExit? { WorkerExit(rawValue: output.exitCode) }
+    public var facts: WorkerFacts { WorkerFacts(output.standardOutput) }
 }

@@ -33,6 +33,8 @@ public struct JSONRunReport: Encodable {
         var error: String?
         var workerState: String?
         var dryRun: DryRunReport?
+        var handover: SyncReport.Handover?
+        var finishedDrains: [DrainRecord]?
     }
 
     var command: String
@@ -59,7 +61,8 @@ public struct JSONRunReport: Encodable {
                 },
                 steps: report?.stepSeconds.map { Step(step: $0.step.rawValue, seconds: ($0.seconds * 1000).rounded() / 1000) },
                 totalSeconds: report.map { ($0.totalSeconds * 1000).rounded() / 1000 },
-                error: outcome.problem, workerState: (outcome.error as? SyncFailure)?.workerState, dryRun: report?.dryRun)
+                error: outcome.problem, workerState: (outcome.error as? SyncFailure)?.workerState.description, dryRun: report?.dryRun,
+                handover: report?.handover, finishedDrains: report?.finishedDrains)
         }
     }
 }

@@ -22,7 +22,7 @@ public struct WorkerOutcome: Sendable {
         if succeeded { return 0 }
         if skipped != nil { return 1 }
         switch (error as? SyncFailure)?.underlying ?? error {
-        case SyncError.locked?: return 3
+        case SyncError.locked?, SyncError.stillDraining?: return 3
         case SyncError.interrupted?: return 130
         default: return 1
         }
@@ -35,8 +35,8 @@ public struct WorkerOutcome: Sendable {
         var message = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
         if let failure = error as? SyncFailure {
             switch failure.underlying {
-            case SyncError.locked, SyncError.interrupted, SyncError.rolledBack, SyncError.noPreviousRelease: break
-            default: if failure.workerState != "unchanged" { message += " (worker: \(failure.workerState))" }
+            case SyncError.locked, SyncError.interrupted, SyncError.rolledBack, SyncError.noPreviousRelease, SyncError.stillDraining: break
+            default: if failure.workerState != .unchanged { message += " (worker: \(failure.workerState))" }
             }
         }
         return message

@@ -6,7 +6,7 @@ public struct SyncFailure: Error, LocalizedError {
     public var host: String
     public var underlying: any Error
     /// What state the worker was left in, for the operator.
-    public var workerState: String
+    public var workerState: WorkerState
 
     public var errorDescription: String? {
         (underlying as? LocalizedError)?.errorDescription ?? String(describing: underlying)
@@ -15,6 +15,22 @@ public struct SyncFailure: Error, LocalizedError {
     /// The failing command and the tail of its standard error (shown with --verbose).
     public var details: [String] {
         ((underlying as? RemoteError)?.details ?? []) + ["worker state: \(workerState)"]
+    }
+}
+
+/// What a worker holds after a step, as a failure reports it: untouched (nothing was written), or
+/// in a state described for the operator.
+public enum WorkerState: Sendable, Equatable, CustomStringConvertible {
+    /// Nothing on the worker was changed.
+    case unchanged
+    /// What the worker holds now, in words ("services stopped", "rolled back: X runs again").
+    case described(String)
+
+    public var description: String {
+        switch self {
+        case .unchanged: "unchanged"
+        case .described(let text): text
+        }
     }
 }
 
@@ -29,6 +45,8 @@ public enum SyncError: Error, Equatable, LocalizedError {
     /// The new release did not start and the previous could not be brought back (or there was none).
     case switchFailed(host: String, release: String, reason: String)
     case noPreviousRelease(host: String, live: String)
+    /// A handover needs at most two generations, and an earlier one still drains.
+    case stillDraining(host: String, release: String, since: String, running: [String], waited: Int)
 
     public var errorDescription: String? {
         switch self {
@@ -43,6 +61,10 @@ public enum SyncError: Error, Equatable, LocalizedError {
             return "\(release) did not start on \(host) (\(reason)) and no previous release could be started: worker services are stopped"
         case .noPreviousRelease(let host, let live):
             return "\(host) has no release to roll back to (live: \(live.isEmpty ? "none" : live))"
+        case .stillDraining(let host, let release, let since, let running, let waited):
+            return "\(host) still drains \(release) (\(running.joined(separator: ", ")) finishing their jobs since \(since))"
+                + (waited > 0 ? " after waiting \(waited) s" : "")
+                + ": a handover runs at most two generations; sync again when it has drained (remote-worker status shows it), or pass --lock-wait SECONDS to wait"
         }
     }
 }

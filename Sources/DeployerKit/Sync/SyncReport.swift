@@ -24,6 +24,22 @@ public struct SyncReport: Sendable, Equatable {
     public var rsync: RsyncChoices?
     /// Set for `--dry-run`: what would happen; nothing did.
     public var dryRun: DryRunReport?
+    /// How the switch handed over to the new generation, when it did.
+    public var handover: Handover?
+    /// Drains of earlier handovers that ended since the last sync (and what their waits killed).
+    public var finishedDrains: [DrainRecord] = []
+
+    /// A switch that handed over: the new generation took jobs before the old one was told to stop.
+    public struct Handover: Sendable, Equatable, Encodable {
+        /// The new generation's Compose project on the worker.
+        public var generation: String
+        /// The old generations, draining on their own release when the command returned.
+        public var draining: [DrainRecord]
+        /// `frappe-bench` moves when the old generation has drained (it read through the link).
+        public var flipDeferred: Bool
+        /// From the old scheduler's stop to the new one's start (never two at once).
+        public var schedulerGapSeconds: Double?
+    }
 
     public init(site: String, destination: String, release: String, strategy: SyncStrategy, previousRelease: String? = nil) {
         self.site = site
@@ -52,58 +68,4 @@ public struct SyncReport: Sendable, Equatable {
             && lhs.strategy == rhs.strategy && lhs.pruned == rhs.pruned && lhs.downtimeSeconds == rhs.downtimeSeconds
             && lhs.dryRun == rhs.dryRun
     }
-
-    /// The summary printed on standard output at the end of a sync.
-    public func summary() -> String {
-        if let dryRun { return dryRun.summary() }
-        let was: String
-        switch previousRelease {
-        case nil, "": was = " (first sync)"
-        case release where servicesKept: was = " (unchanged: the verified copy and its running services were kept)"
-        case release where releaseKept: was = " (unchanged release kept; services restarted for changed data)"
-        case release: was = " (resynced)"
-        case let previous?: was = " (was \(previous))"
-        }
-        var lines = [isRollback ? "rolled back \(site) on \(destination): \(release) is live\(was)"
-                                : "synced \(site) to \(destination): \(release) is live\(was)"]
-        lines.append("services running: \(runningServices.joined(separator: ", "))")
-        if let downtimeSeconds {
-            lines.append("downtime: \(String(format: "%.2f", downtimeSeconds)) s (\(strategy.rawValue); services stopped until running again)")
-        }
-        if !pruned.isEmpty { lines.append("pruned: \(pruned.joined(separator: ", "))") }
-        if let rsync, !transfers.isEmpty { lines.append("rsync: \(rsync.summary)") }
-        for (name, stats) in transfers {
-            lines.append("  \(name.padded(16)) \(stats.regularFilesTransferred) files updated, \(stats.deletedFiles) deleted, "
-                + "\(ByteCount.format(stats.bytesSent)) sent, \(ByteCount.format(stats.bytesReceived)) received "
-                + "(\(stats.files) entries, \(ByteCount.format(stats.totalFileSize)))")
-        }
-        let total = totals
-        if !transfers.isEmpty { lines.append("  \("transferred".padded(16)) \(total.regularFilesTransferred) files, \(ByteCount.format(total.bytesSent)) sent") }
-        for (step, seconds) in stepSeconds {
-            lines.append("  \(step.rawValue.padded(16)) \(String(format: "%7.2f s", seconds))")
-        }
-        lines.append("  \("total".padded(16)) \(String(format: "%7.2f s", totalSeconds))")
-        return lines.joined(separator: "\n")
-    }
 }
-
-extension String {
-    func padded(_ width: Int) -> String {
-        count >= width ? self : self + String(repeating: " ", count: width - count)
-    }
-}
-
-/// Byte counts for people: binary units, one decimal.
-public enum ByteCount {
-    public static func format(_ bytes: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit] as NSString)
-    }
-}
-

@@ -11,12 +11,11 @@ import Glibc
 /// taken over at once, unless its switch is still running on the worker.
 struct WorkerLock {
     let connection: WorkerConnection
-    let script: RemoteScript
     let worker: WorkerSettings
     let token: String
     let site: String
-    /// With these, preflight also reports the digest of a verified live copy (`live_digest`).
-    var digestExcludes: [String] = []
+    /// With these, preflight also reports the digest of a verified live copy.
+    var digestExcludes: [String]?
 
     /// `user@host pid N`: who holds the lock, as shown to whoever is refused.
     static var holder: String {
@@ -29,33 +28,27 @@ struct WorkerLock {
     }
 
     /// Checks the worker and takes the lock, waiting up to `worker.lockWait` seconds for another
-    /// holder; returns the worker's facts and a note on how the lock was taken.
-    func acquire() async throws -> ([String: String], String) {
+    /// holder; returns what the check found and how the lock was taken.
+    func acquire() async throws -> PreflightAnswer {
         let start = ContinuousClock.now
         var takeover: String?
         while true {
-            var arguments = ["preflight", worker.workspacePath, site, token, Self.holder]
-            if takeover != nil || !digestExcludes.isEmpty { arguments.append(takeover ?? "-") }
-            arguments += digestExcludes
-            let (command, output) = try await connection.runPhase(script, arguments: arguments)
-            let facts = WorkerConnection.facts(output.standardOutput)
-            if output.succeeded {
-                if let previous = facts["took_over"] { return (facts, "taken over from \(previous), which is no longer running") }
-                if let previous = facts["stale_lock"] { return (facts, "recovered from \(previous), which did not finish") }
-                return (facts, "held")
+            let phase = WorkerPhase.preflight(site: site, lock: LockRequest(token: token, holder: Self.holder, takeover: takeover),
+                                              digestExcludes: digestExcludes)
+            let reply = try await connection.ask(phase)
+            if reply.exit == .ok { return PreflightAnswer(reply.facts) }
+            guard reply.exit == .locked else {
+                throw connection.failure(step: SyncStep.preflight.rawValue, command: reply.command, output: reply.output)
             }
-            guard output.exitCode == 6 else {
-                throw connection.failure(step: SyncStep.preflight.rawValue, command: command, output: output)
-            }
-            let heldBy = facts["held_by"] ?? "an unknown sync"
-            if takeover == nil, facts["switch_running"] != "yes", let token = facts["held_token"], Self.isDeadLocalHolder(heldBy) {
+            let held = LockHeld(reply.facts)
+            if takeover == nil, !held.switchRunning, let token = held.token, Self.isDeadLocalHolder(held.holder) {
                 takeover = token
                 continue
             }
             let waited = Int((ContinuousClock.now - start).seconds)
             guard waited < worker.lockWait else {
-                let since = facts["held_since"].flatMap(TimeInterval.init).map { Self.format(Date(timeIntervalSince1970: $0)) } ?? "an unknown time"
-                throw SyncError.locked(host: worker.server, holder: heldBy, since: since, waited: waited)
+                let since = held.since.map(Self.format) ?? "an unknown time"
+                throw SyncError.locked(host: worker.server, holder: held.holder, since: since, waited: waited)
             }
             try await Task.sleep(for: .seconds(1))
         }

@@ -1,62 +1,71 @@
 #!/bin/sh
 # The worker side of `frappe-deployer remote-worker`: one phase per run, fed over one ssh round
-# trip as `sh -s -- PHASE WORKSPACE [ARGS...] < worker.sh`. State (lock, previous release, the
-# last switch's log) lives in SITE_DIR/.frappe-deployer, beside the compose files.
+# trip as `sh -s -- PHASE WORKSPACE [--NAME=VALUE...] [-- LIST...] < worker.sh`. Options are named
+# (no placeholders for absent ones); the phase's one list (exclude patterns, services, record
+# lines) follows `--`. State (lock, previous release, the last switch's log) lives in
+# SITE_DIR/.frappe-deployer, beside the compose files. The tool's Remote/Protocol is the other
+# half of this interface: it builds these arguments and decodes the key=value facts printed here.
 #
-#   preflight WORKSPACE SITE [TOKEN HOLDER [TAKEOVER|- [EXCLUDE...]]]
-#                                   checks the worker and prints key=value facts; with TOKEN, then
-#                                   takes the per-site lock (nothing is written unless every check
-#                                   passed); exit 6 with held_* facts when a live sync holds it. A
-#                                   lock whose sync is dead is taken over. With EXCLUDE patterns,
-#                                   also the digest of the live copy when it is the verified one.
-#   unlock WORKSPACE TOKEN [KEY=VALUE...]
-#                                   releases the lock if TOKEN holds it; with KEY=VALUE pairs,
-#                                   first records them as the last sync (status reads them).
-#   status WORKSPACE SITE           read-only facts for `remote-worker status`: releases, each
-#                                   service's state, the lock's holder, the last sync.
-#   stage-prepare WORKSPACE [STAGE] removes what unfinished syncs left; creates WORKSPACE and the
-#                                   staging directory STAGE (parallel rsync streams share it).
-#   stage-activate WORKSPACE SITE RELEASE STAGE [EXCLUDE...]
-#                                   links worker configs inside the staged release; renames it to
-#                                   RELEASE unless RELEASE is live (then the switch swaps it in);
-#                                   prints the digest of the staged copy (see digest).
-#   digest WORKSPACE RELEASE [EXCLUDE...]
-#                                   a digest of the release's files and links (name, size, time,
-#                                   mode; EXCLUDE patterns as rsync takes them) from rsync's own
-#                                   listing: changes whenever a file of the copy changes.
-#   unstage WORKSPACE STAGE         removes a staged release that will not go live.
-#   switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE SCHEDULER DEPS [VERIFIED]
-#                                   stops services, makes RELEASE live (flips frappe-bench, or
-#                                   swaps STAGE in), starts services and checks them; on failure
-#                                   flips back and starts the previous release. Runs detached, so
-#                                   a dropped connection cannot stop it half-way. VERIFIED
-#                                   (MAIN_DIGEST:COPY_DIGEST) is recorded with RELEASE once it runs:
-#                                   a complete, checksummed copy that a later sync may keep.
-#   prune WORKSPACE KEEP            keeps the KEEP newest releases (never the live or previous).
-#   stop WORKSPACE STOP_TIMEOUT|-   (in-place) stops every service of the site's compose project.
-#   activate WORKSPACE SITE RELEASE (in-place) links worker configs, points frappe-bench at RELEASE.
-#   start WORKSPACE SETTLE SCHEDULER DEPS
-#                                   (in-place) starts the worker services, checks them.
+#   preflight WORKSPACE --site=S [--token=T --holder=H [--takeover=T2]] [--digest=yes] [-- EXCLUDE...]
+#       checks the worker and prints facts; with --token, then takes the per-site lock (nothing
+#       is written unless every check passed; see lock). With --digest=yes, also the digest of
+#       the live copy when it is the verified one (EXCLUDE patterns as rsync takes them).
+#   lock WORKSPACE --token=T --holder=H [--takeover=T2]
+#       takes the per-site lock; exit 6 with held_* facts when a live sync holds it. A lock whose
+#       ssh session is gone is taken over; --takeover names a holder's token to take over anyway.
+#   unlock WORKSPACE --token=T [-- KEY=VALUE...]
+#       releases the lock if T holds it; with KEY=VALUE lines, first records them as the last sync.
+#   status WORKSPACE --site=S [-- EXCLUDE...]
+#       read-only facts for `remote-worker status`: releases, each service's state, the lock's
+#       holder, the last sync, and the live copy's digest when it is the verified one.
+#   digest WORKSPACE --release=R [-- EXCLUDE...]
+#       a digest of the release's files and links (name, size, time, mode) from rsync's listing.
+#   stage-prepare WORKSPACE --stage=PATH
+#       removes what unfinished syncs left; creates WORKSPACE and the staging directory.
+#   stage-activate WORKSPACE --site=S --release=R --stage=PATH [-- EXCLUDE...]
+#       links worker configs inside the staged release and prints its digest; renames it to R
+#       unless R is live (then the switch swaps it in: swap=yes).
+#   unstage WORKSPACE --stage=PATH
+#       removes a staged release that will not go live.
+#   switch WORKSPACE --site=S --release=R [--stage=PATH] --stop=RULES --settle=N [--deps=DEPS]
+#          [--verified=MAIN:COPY] -- SERVICE...
+#       stops services, makes R live (flips frappe-bench, or swaps PATH in), starts SERVICE... and
+#       checks them; on failure flips back and starts the previous release. Runs detached, so a
+#       dropped connection cannot stop it half-way. --verified is recorded with R once it runs.
+#   prune WORKSPACE --keep=N
+#       keeps the N newest releases (never the live or the previous one).
+#   stop WORKSPACE --stop=RULES                    (in place) stops every service of the project;
+#                                                  prints stopping_ms= (this host's clock).
+#   activate WORKSPACE --site=S --release=R        (in place) links worker configs, flips frappe-bench.
+#   drains WORKSPACE                               the generations told to stop: drain_N= facts.
+#   start WORKSPACE --settle=N [--deps=DEPS] -- SERVICE...
+#                                                  (in place) starts SERVICE..., checks them;
+#                                                  prints up_ms= (when they were up) and running=.
 #
-# Starting services means: every service of docker-compose.workers.yml, and `schedule` when
-# SCHEDULER is yes; then, from this host, a TCP connection to each of DEPS (NAME@HOST:PORT,
-# comma-separated, or -: the main server's queue and database); then SETTLE seconds, after which
-# every started service must run and must not have restarted.
+# RULES say how long each service gets to stop: PATTERN=SECONDS, comma-separated, first match
+# wins (shell patterns, e.g. long-worker=1560,*-worker=360,*=10). Starting SERVICE... means
+# `up -d --no-deps` of exactly those; then, from this host, a TCP connection to each of DEPS
+# (NAME@HOST:PORT, comma-separated: the main server's queue and database); then SETTLE seconds,
+# after which every started service must run and must not have restarted.
 #
 # Exit codes: 0 ok; 2 usage; 3 the worker is not ready (nothing was changed); 4 activation
 # failed; 5 services failed; 6 locked by another sync; 7 the switch failed and the previous
 # release runs again; 8 the switch failed and could not be undone. Errors are one line on stderr
-# starting with "error: ".
+# starting with "error: "; a failed switch also prints reason=.
+#
+# Variables: globals are set once below; a phase's options are opt_NAME; every other variable set
+# inside a function starts with that function's initials and an underscore (si_killed in
+# stop_in), since POSIX sh has no `local` and a shared name would leak between functions.
 set -eu
 
 fail() {
-    code=$1
+    fa_code=$1
     shift
     printf 'error: %s\n' "$*" >&2
-    exit "$code"
+    exit "$fa_code"
 }
 
-[ $# -ge 2 ] || fail 2 "usage: worker.sh PHASE WORKSPACE [ARGS...]"
+[ $# -ge 2 ] || fail 2 "usage: worker.sh PHASE WORKSPACE [--NAME=VALUE...] [-- LIST...]"
 phase=$1
 workspace=$2
 shift 2
@@ -64,42 +73,69 @@ case $workspace in
     /*) ;;
     *) fail 2 "workspace must be an absolute path: $workspace" ;;
 esac
+while [ $# -gt 0 ]; do
+    case $1 in
+        --) shift; break ;;
+        --*=*)
+            option=${1%%=*}
+            option=$(printf '%s' "${option#--}" | tr - _)
+            case $option in
+                '' | *[!a-z_]*) fail 2 "bad option name: $1" ;;
+            esac
+            eval "opt_$option=\${1#*=}"
+            ;;
+        *) fail 2 "unexpected argument (options are --NAME=VALUE; lists follow --): $1" ;;
+    esac
+    shift
+done
 site_dir=$(dirname -- "$workspace")
 state="$site_dir/.frappe-deployer"
 base_files="-f docker-compose.yml"
 all_files="-f docker-compose.yml -f docker-compose.workers.yml"
 worker_files="-f docker-compose.workers.yml"
+compose_cmd=""
 
-# Runs Docker Compose v2 (the plugin) or the standalone docker-compose, from the site dir so the
-# project name is the one an operator gets by hand there.
-compose() {
-    if [ -z "${compose_cmd:-}" ]; then
-        if docker compose version >/dev/null 2>&1; then
-            compose_cmd="docker compose"
-        elif command -v docker-compose >/dev/null 2>&1; then
-            compose_cmd="docker-compose"
-        else
-            fail 3 "Docker Compose is not installed on the worker: install the docker compose plugin (v2)"
-        fi
+# The value of option NAME, or fail naming it.
+required() {
+    eval "re_value=\${opt_$1:-}"
+    [ -n "$re_value" ] || fail 2 "$phase needs --$(printf '%s' "$1" | tr _ -)=VALUE"
+    printf '%s\n' "$re_value"
+}
+
+# Finds Docker Compose v2 (the plugin) or the standalone docker-compose, once per run; fails
+# the phase when there is none (`status` reads without it).
+find_compose() {
+    if docker compose version >/dev/null 2>&1; then
+        compose_cmd="docker compose"
+    elif command -v docker-compose >/dev/null 2>&1; then
+        compose_cmd="docker-compose"
+    elif [ "${1:-}" != optional ]; then
+        fail 3 "Docker Compose is not installed on the worker: install the docker compose plugin (v2)"
     fi
+}
+
+# Runs Compose from the site dir, so the project name is the one an operator gets by hand there.
+compose() {
+    [ -n "$compose_cmd" ] || fail 3 "Docker Compose is not installed on the worker: install the docker compose plugin (v2)"
     # shellcheck disable=SC2086 # compose_cmd is one of two fixed word lists
     (cd "$site_dir" && $compose_cmd "$@")
 }
 
-# Prints the service names of the given compose files, one line, space-separated.
+# Prints the service names of the given compose files, one line, space-separated; fails with
+# compose's own last error line on stderr when the files do not parse.
 services_of() {
-    compose "$@" config --services | tr '\n' ' ' | sed 's/ *$//'
-}
-
-running_services() {
-    # shellcheck disable=SC2086
-    compose $all_files ps --services --status running | tr '\n' ' ' | sed 's/ *$//'
+    if so_out=$(compose "$@" config --services 2>&1); then
+        printf '%s\n' "$so_out" | tr '\n' ' ' | sed 's/ *$//'
+    else
+        printf '%s\n' "$so_out" | tail -n 1 >&2
+        return 1
+    fi
 }
 
 # The release directories in the workspace (release_*, not links), one per line.
 release_dirs() {
     [ -d "$workspace" ] || return 0
-    (cd "$workspace" && for d in release_*; do if [ -d "$d" ] && [ ! -L "$d" ]; then echo "$d"; fi; done)
+    (cd "$workspace" && for rd_dir in release_*; do if [ -d "$rd_dir" ] && [ ! -L "$rd_dir" ]; then echo "$rd_dir"; fi; done)
 }
 
 # The value of KEY in a key=value FILE.
@@ -108,10 +144,10 @@ value() {
 }
 
 now_ms() {
-    ms=$(date +%s%3N)
-    case $ms in
+    nm_ms=$(date +%s%3N)
+    case $nm_ms in
         *N) echo "$(date +%s)000" ;;
-        *) echo "$ms" ;;
+        *) echo "$nm_ms" ;;
     esac
 }
 
@@ -125,47 +161,62 @@ proc_start() {
 # pid:starttime of the ssh connection this script runs in: it lives exactly as long as the
 # sync's connection does, so it tells a live lock from a dead one.
 session_id() {
-    pid=$$
-    while [ "$pid" -gt 1 ]; do
-        comm=$(cat "/proc/$pid/comm" 2>/dev/null) || break
-        case $comm in
+    si_pid=$$
+    while [ "$si_pid" -gt 1 ]; do
+        si_comm=$(cat "/proc/$si_pid/comm" 2>/dev/null) || break
+        case $si_comm in
             sshd*)
-                printf '%s:%s\n' "$pid" "$(proc_start "$pid")"
+                printf '%s:%s\n' "$si_pid" "$(proc_start "$si_pid")"
                 return
                 ;;
         esac
-        pid=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $2 }')
+        si_pid=$(sed 's/.*) //' "/proc/$si_pid/stat" | awk '{ print $2 }')
     done
     printf '%s:%s\n' "$PPID" "$(proc_start "$PPID")"
 }
 
 # True while the process recorded as pid:starttime runs.
 alive() {
-    pid=${1%%:*}
-    start=${1#*:}
-    [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" 2>/dev/null || true)" = "$start" ]
+    al_pid=${1%%:*}
+    al_start=${1#*:}
+    [ -n "$al_pid" ] && [ -n "$al_start" ] && [ "$(proc_start "$al_pid" 2>/dev/null || true)" = "$al_start" ]
 }
 
 switch_running() {
     [ -f "$state/switch.pid" ] && alive "$(cat "$state/switch.pid")"
 }
 
+# DIR's files and links as rsync lists them (directories left out: their times move whenever
+# something is created inside), reduced to one checksum. EXCLUDE patterns follow DIR.
+release_digest() {
+    rd_root=$1
+    shift
+    # Each PATTERN becomes --exclude=PATTERN, in place (the list is expanded once, up front).
+    for rd_pattern in "$@"; do
+        set -- "$@" "--exclude=$rd_pattern"
+        shift
+    done
+    TZ=UTC LC_ALL=C rsync -a --list-only "$@" -- "$rd_root/" | grep -v '^d' | cksum | tr ' ' '-'
+}
+
+# --- preflight, lock, unlock, status ---------------------------------------------------------
+
 preflight() {
-    site=${1:-}
-    [ $# -eq 1 ] || [ $# -ge 3 ] || fail 2 "usage: worker.sh preflight WORKSPACE SITE [TOKEN HOLDER [TAKEOVER|- [EXCLUDE...]]]"
-    [ -n "$site" ] || fail 2 "usage: worker.sh preflight WORKSPACE SITE"
-    [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker: create the worker's FM bench for $site there, or set workspace_path"
-    for file in docker-compose.yml docker-compose.workers.yml; do
-        [ -f "$site_dir/$file" ] || fail 3 "$site_dir/$file is missing on the worker: copy the site's compose files from the main server (remote-worker enable)"
+    pf_site=$(required site)
+    [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker: create the worker's FM bench for $pf_site there, or set workspace_path"
+    for pf_file in docker-compose.yml docker-compose.workers.yml; do
+        [ -f "$site_dir/$pf_file" ] || fail 3 "$site_dir/$pf_file is missing on the worker: copy the site's compose files from the main server (remote-worker enable)"
     done
     command -v rsync >/dev/null 2>&1 || fail 3 "rsync is not installed on the worker: install it (apt-get install rsync)"
     docker info >/dev/null 2>&1 || fail 3 "cannot reach the Docker engine on the worker as $(id -un): is dockerd running and is the user in the docker group?"
+    find_compose
+    # (on failure, services_of's one line on stderr is what is captured: compose's own error)
     # shellcheck disable=SC2086
-    workers=$(services_of $worker_files 2>/dev/null) || fail 3 "$site_dir/docker-compose.workers.yml is not a valid compose file (docker compose config failed)"
-    [ -n "$workers" ] || fail 3 "$site_dir/docker-compose.workers.yml defines no services"
+    pf_workers=$(services_of $worker_files 2>&1) || fail 3 "$site_dir/docker-compose.workers.yml is not a valid compose file: $pf_workers"
+    [ -n "$pf_workers" ] || fail 3 "$site_dir/docker-compose.workers.yml defines no services"
     # shellcheck disable=SC2086
-    base=$(services_of $base_files 2>/dev/null) || fail 3 "$site_dir/docker-compose.yml is not a valid compose file (docker compose config failed)"
-    case " $base " in
+    pf_base=$(services_of $base_files 2>&1) || fail 3 "$site_dir/docker-compose.yml is not a valid compose file: $pf_base"
+    case " $pf_base " in
         *" schedule "*) ;;
         *) fail 3 "$site_dir/docker-compose.yml has no 'schedule' service" ;;
     esac
@@ -175,46 +226,47 @@ preflight() {
     else
         [ -w "$site_dir" ] || fail 3 "$site_dir is not writable by $(id -un) on the worker"
     fi
-    link="$workspace/frappe-bench"
-    if [ -e "$link" ] && [ ! -L "$link" ]; then
-        fail 3 "$link on the worker is a real directory, not a link to a release: move it away first"
+    pf_link="$workspace/frappe-bench"
+    if [ -e "$pf_link" ] && [ ! -L "$pf_link" ]; then
+        fail 3 "$pf_link on the worker is a real directory, not a link to a release: move it away first"
     fi
     # Every check passed: only now is anything written (the lock), and the facts below are read
     # under it.
-    digest_excludes=no
-    if [ $# -ge 3 ]; then
-        takeover=${4:-}
-        [ "$takeover" = - ] && takeover=""
-        lock "$2" "$3" "$takeover"
-        if [ $# -ge 4 ]; then
-            shift 4
-            digest_excludes=yes
-        fi
+    if [ -n "${opt_token:-}" ]; then
+        lock
     fi
-    current=$(readlink "$link" 2>/dev/null || true)
-    releases=$(release_dirs | tr '\n' ' ' | sed 's/ *$//')
-    printf 'worker_services=%s\n' "$workers"
-    printf 'current_release=%s\n' "$current"
-    printf 'previous_release=%s\n' "$(value previous "$state/releases")"
-    printf 'verified_release=%s\n' "$(value release "$state/verified")"
-    printf 'verified_main=%s\n' "$(value main "$state/verified")"
-    printf 'verified_copy=%s\n' "$(value copy "$state/verified")"
-    # The live copy's digest now, when it is the verified one: a resync can keep it without
-    # another round trip.
-    if [ $digest_excludes = yes ] && [ -n "$current" ] && [ "$current" = "$(value release "$state/verified")" ] && [ -d "$workspace/$current" ]; then
-        printf 'live_digest=%s\n' "$(release_digest "$workspace/$current" "$@")"
-    fi
-    printf 'releases=%s\n' "$releases"
-    printf 'running=%s\n' "$(running_services 2>/dev/null || true)"
+    pf_current=$(live_release)
+    printf 'worker_services=%s\n' "$pf_workers"
+    printf 'current_release=%s\n' "$pf_current"
+    release_facts "$pf_current" "$@"
+    printf 'live_generation=%s\n' "$(live_project)"
+    # Everything of the site that runs and does not drain: a stray web service makes a no-change
+    # sync hand over too, so that only worker services run after.
+    printf 'running=%s\n' "$(serving_services)"
+    drain_facts
     printf 'rsync_compress=%s\n' "$(rsync --version 2>/dev/null | sed -n '/^Compress list:/{n;p;}' | sed 's/^ *//')"
     printf 'rsync_checksum=%s\n' "$(rsync --version 2>/dev/null | sed -n '/^Checksum list:/{n;p;}' | sed 's/^ *//')"
 }
 
+# Facts about the releases on the worker (preflight and status): which are there, the previous
+# one, the verified copy, and, with --digest=yes, the live copy's digest when it is the verified one.
+release_facts() {
+    rf_current=$1
+    shift
+    printf 'previous_release=%s\n' "$(value previous "$state/releases")"
+    printf 'releases=%s\n' "$(release_dirs | tr '\n' ' ' | sed 's/ *$//')"
+    rf_verified=$(value release "$state/verified")
+    printf 'verified_release=%s\n' "$rf_verified"
+    printf 'verified_main=%s\n' "$(value main "$state/verified")"
+    printf 'verified_copy=%s\n' "$(value copy "$state/verified")"
+    if [ "${opt_digest:-}" = yes ] && [ -n "$rf_current" ] && [ "$rf_current" = "$rf_verified" ] && [ -d "$workspace/$rf_current" ]; then
+        printf 'live_digest=%s\n' "$(release_digest "$workspace/$rf_current" "$@")"
+    fi
+}
+
 lock() {
-    token=${1:-}
-    holder=${2:-}
-    takeover=${3:-}
-    { [ -n "$token" ] && [ -n "$holder" ]; } || fail 2 "usage: worker.sh lock WORKSPACE TOKEN HOLDER [TAKEOVER]"
+    lk_token=$(required token)
+    lk_holder=$(required holder)
     [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker"
     command -v flock >/dev/null 2>&1 || fail 3 "flock is not installed on the worker: install util-linux"
     mkdir -p "$state"
@@ -222,18 +274,18 @@ lock() {
     exec 9>>"$state/lock.guard"
     flock -w 30 9 || fail 6 "the lock guard $state/lock.guard stayed busy for 30 s"
     if [ -f "$state/lock" ]; then
-        held_token=$(value token "$state/lock")
-        if [ "$held_token" = "$token" ]; then
+        lk_held=$(value token "$state/lock")
+        if [ "$lk_held" = "$lk_token" ]; then
             printf 'locked=yes\n'
             return
         fi
         if alive "$(value session "$state/lock")" || switch_running; then
-            if [ -n "$takeover" ] && [ "$takeover" = "$held_token" ] && ! switch_running; then
+            if [ -n "${opt_takeover:-}" ] && [ "$opt_takeover" = "$lk_held" ] && ! switch_running; then
                 printf 'took_over=%s\n' "$(value holder "$state/lock")"
             else
                 printf 'held_by=%s\n' "$(value holder "$state/lock")"
                 printf 'held_since=%s\n' "$(value since "$state/lock")"
-                printf 'held_token=%s\n' "$held_token"
+                printf 'held_token=%s\n' "$lk_held"
                 printf 'switch_running=%s\n' "$(switch_running && echo yes || echo no)"
                 exit 6
             fi
@@ -242,8 +294,8 @@ lock() {
         fi
     fi
     {
-        printf 'token=%s\n' "$token"
-        printf 'holder=%s\n' "$holder"
+        printf 'token=%s\n' "$lk_token"
+        printf 'holder=%s\n' "$lk_holder"
         printf 'since=%s\n' "$(date +%s)"
         printf 'session=%s\n' "$(session_id)"
     } > "$state/lock.new"
@@ -252,10 +304,9 @@ lock() {
 }
 
 unlock() {
-    token=${1:-}
-    [ $# -ge 1 ] && shift
+    ul_token=$(required token)
     [ -f "$state/lock" ] || return 0
-    if [ "$(value token "$state/lock")" = "$token" ]; then
+    if [ "$(value token "$state/lock")" = "$ul_token" ]; then
         if [ $# -gt 0 ]; then
             printf '%s\n' "$@" > "$state/last-sync.new"
             mv -f "$state/last-sync.new" "$state/last-sync"
@@ -265,135 +316,326 @@ unlock() {
     fi
 }
 
+status() {
+    required site >/dev/null
+    [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker"
+    find_compose optional
+    st_current=$(live_release)
+    printf 'current_release=%s\n' "$st_current"
+    opt_digest=yes
+    release_facts "$st_current" "$@"
+    # shellcheck disable=SC2086
+    printf 'worker_services=%s\n' "$(services_of $worker_files 2>/dev/null || true)"
+    # One service:state pair per container of the live generation (running, exited, restarting...).
+    st_live=$(live_project 2>/dev/null)
+    printf 'live_generation=%s\n' "$st_live"
+    printf 'service_states=%s\n' "$(project_compose "${st_live:-$(base_project 2>/dev/null)}" ps -a --format '{{.Service}}:{{.State}}' 2>/dev/null | sort | tr '\n' ' ' | sed 's/ *$//')"
+    drain_facts 2>/dev/null
+    # RQ's suspend flag (what FM's `fmx restart` sets while it drains): a suspended queue looks
+    # healthy and runs nothing, on the main server and every worker. Read through a live worker.
+    st_worker=$(project_compose "${st_live:-$(base_project 2>/dev/null)}" ps --services --status running 2>/dev/null | grep -v '^schedule$' | head -n 1)
+    if [ -n "$st_worker" ] && st_flag=$(project_compose "${st_live:-$(base_project)}" exec -T "$st_worker" /workspace/frappe-bench/env/bin/python -c "$suspended_py" 2>/dev/null); then
+        printf 'queue_suspended=%s\n' "$st_flag"
+    fi
+    if [ -f "$state/lock" ]; then
+        printf 'lock_holder=%s\n' "$(value holder "$state/lock")"
+        printf 'lock_since=%s\n' "$(value since "$state/lock")"
+        printf 'lock_alive=%s\n' "$( { alive "$(value session "$state/lock")" || switch_running; } && echo yes || echo no)"
+    fi
+    if [ -f "$state/last-sync" ]; then
+        sed 's/^/last_/' "$state/last-sync"
+    fi
+}
+
+# --- staging ---------------------------------------------------------------------------------
+
+digest() {
+    dg_release=$(required release)
+    [ -d "$workspace/$dg_release" ] || fail 4 "release $workspace/$dg_release is not on the worker"
+    printf 'digest=%s\n' "$(release_digest "$workspace/$dg_release" "$@")"
+}
+
 stage_prepare() {
-    stage=${1:-}
+    sp_stage=$(required stage)
+    case ${sp_stage##*/} in
+        .fd-staging-*) ;;
+        *) fail 2 "not a staging directory: $sp_stage" ;;
+    esac
     mkdir -p "$workspace/deployment-data" "$state"
-    # What syncs that did not finish left behind; the lock guarantees none of them still runs.
-    for leftover in "$workspace"/.fd-staging-* "$workspace"/.fd-old-* "$workspace"/.fd-failed-*; do
-        if [ -e "$leftover" ]; then
-            rm -rf "$leftover"
-            printf 'removed=%s\n' "${leftover##*/}"
+    # What syncs that did not finish left behind; the lock guarantees none of them still runs. The
+    # old copy of a swapped release stays while its generation drains (the drain removes it).
+    find_compose optional
+    sp_draining=$(draining_projects)
+    for sp_leftover in "$workspace"/.fd-staging-* "$workspace"/.fd-old-* "$workspace"/.fd-failed-*; do
+        case ${sp_leftover##*/} in .fd-old-*) [ -n "$sp_draining" ] && continue ;; esac
+        if [ -e "$sp_leftover" ]; then
+            rm -rf "$sp_leftover"
+            printf 'removed=%s\n' "${sp_leftover##*/}"
         fi
     done
-    if [ -n "$stage" ]; then
-        case ${stage##*/} in
-            .fd-staging-*) mkdir -p "$stage" ;;
-            *) fail 2 "not a staging directory: $stage" ;;
-        esac
-    fi
+    mkdir -p "$sp_stage"
     printf 'prepared=yes\n'
 }
 
 # Replaces LINK with a symlink to TARGET in one rename, so no reader sees it missing.
 relink() {
-    target=$1
-    link=$2
-    if [ -d "$link" ] && [ ! -L "$link" ]; then
-        printf 'error: %s is a directory, not a link: move it away first\n' "$link" >&2
+    rl_target=$1
+    rl_link=$2
+    if [ -d "$rl_link" ] && [ ! -L "$rl_link" ]; then
+        printf 'error: %s is a directory, not a link: move it away first\n' "$rl_link" >&2
         return 4
     fi
-    tmp="$link.fd-new.$$"
-    rm -f "$tmp"
-    ln -s "$target" "$tmp" || return 4
-    if ! mv -T "$tmp" "$link" 2>/dev/null; then
+    rl_tmp="$rl_link.fd-new.$$"
+    rm -f "$rl_tmp"
+    ln -s "$rl_target" "$rl_tmp" || return 4
+    if ! mv -T "$rl_tmp" "$rl_link" 2>/dev/null; then
         # mv without -T (non-GNU): fall back to replacing the link in two steps.
-        rm -f "$tmp"
-        ln -sfn "$target" "$link" || return 4
+        rm -f "$rl_tmp"
+        ln -sfn "$rl_target" "$rl_link" || return 4
     fi
 }
 
 # Links the worker configs inside release directory DIR and creates what it needs.
 link_configs() {
-    site=$1
-    dir=$2
-    data="$workspace/deployment-data"
-    for file in "$data/sites/common_site_config.workers.json" "$data/sites/$site/site_config.workers.json"; do
-        [ -f "$file" ] || fail 4 "$file is missing on the worker: run remote-worker enable on the main server"
+    lc_site=$1
+    lc_dir=$2
+    lc_data="$workspace/deployment-data"
+    for lc_file in "$lc_data/sites/common_site_config.workers.json" "$lc_data/sites/$lc_site/site_config.workers.json"; do
+        [ -f "$lc_file" ] || fail 4 "$lc_file is missing on the worker: run remote-worker enable on the main server"
     done
-    mkdir -p "$data/sites/$site/private/files" "$data/sites/$site/public/files" "$data/config/pids" "$dir/sites/$site"
-    relink "../../deployment-data/sites/common_site_config.workers.json" "$dir/sites/common_site_config.json" || exit 4
-    relink "../../../deployment-data/sites/$site/site_config.workers.json" "$dir/sites/$site/site_config.json" || exit 4
-}
-
-# DIR's files and links as rsync lists them (directories left out: their times move whenever
-# something is created inside), reduced to one checksum. EXCLUDE patterns follow DIR.
-release_digest() {
-    dir=$1
-    shift
-    # Each PATTERN becomes --exclude=PATTERN, in place (the list is expanded once, up front).
-    for pattern in "$@"; do
-        set -- "$@" "--exclude=$pattern"
-        shift
-    done
-    TZ=UTC LC_ALL=C rsync -a --list-only "$@" -- "$dir/" | grep -v '^d' | cksum | tr ' ' '-'
-}
-
-digest() {
-    release=${1:-}
-    [ -n "$release" ] || fail 2 "usage: worker.sh digest WORKSPACE RELEASE [EXCLUDE...]"
-    shift
-    [ -d "$workspace/$release" ] || fail 4 "release $workspace/$release is not on the worker"
-    printf 'digest=%s\n' "$(release_digest "$workspace/$release" "$@")"
+    mkdir -p "$lc_data/sites/$lc_site/private/files" "$lc_data/sites/$lc_site/public/files" "$lc_data/config/pids" "$lc_dir/sites/$lc_site"
+    relink "../../deployment-data/sites/common_site_config.workers.json" "$lc_dir/sites/common_site_config.json" || exit 4
+    relink "../../../deployment-data/sites/$lc_site/site_config.workers.json" "$lc_dir/sites/$lc_site/site_config.json" || exit 4
 }
 
 stage_activate() {
-    site=${1:-}
-    release=${2:-}
-    stage=${3:-}
-    { [ -n "$site" ] && [ -n "$release" ] && [ -n "$stage" ]; } || fail 2 "usage: worker.sh stage-activate WORKSPACE SITE RELEASE STAGE"
-    [ -d "$stage" ] || fail 4 "staged release $stage is not on the worker: the transfer did not complete"
-    shift 3
-    link_configs "$site" "$stage"
-    printf 'digest=%s\n' "$(release_digest "$stage" "$@")"
-    live=$(readlink "$workspace/frappe-bench" 2>/dev/null || true)
-    if [ "$release" = "$live" ]; then
+    sa_site=$(required site)
+    sa_release=$(required release)
+    sa_stage=$(required stage)
+    [ -d "$sa_stage" ] || fail 4 "staged release $sa_stage is not on the worker: the transfer did not complete"
+    link_configs "$sa_site" "$sa_stage"
+    printf 'digest=%s\n' "$(release_digest "$sa_stage" "$@")"
+    sa_live=$(live_release)
+    if [ "$sa_release" = "$sa_live" ]; then
         # The live release cannot be replaced by a rename while it runs: the switch swaps it in.
         printf 'swap=yes\n'
         return
     fi
-    if [ -e "$workspace/$release" ]; then
+    if [ -e "$workspace/$sa_release" ]; then
         # An older copy of this release that is not live: replaced by the fresh one.
-        mv "$workspace/$release" "$workspace/.fd-old-$release.$$"
-        rm -rf "$workspace/.fd-old-$release.$$"
+        mv "$workspace/$sa_release" "$workspace/.fd-old-$sa_release.$$"
+        rm -rf "$workspace/.fd-old-$sa_release.$$"
     fi
-    mv "$stage" "$workspace/$release"
+    mv "$sa_stage" "$workspace/$sa_release"
     printf 'swap=no\n'
 }
 
 unstage() {
-    stage=${1:-}
-    case ${stage##*/} in
-        .fd-staging-*) rm -rf "$stage" ;;
-        *) fail 2 "not a staging directory: $stage" ;;
+    us_stage=$(required stage)
+    case ${us_stage##*/} in
+        .fd-staging-*) rm -rf "$us_stage" ;;
+        *) fail 2 "not a staging directory: $us_stage" ;;
     esac
     printf 'unstaged=yes\n'
 }
 
-# Stops the project's services gracefully: each running service gets its own wait (bench's own
-# defaults: 1560 s for long-worker, 360 s for other workers), or TIMEOUT when given.
-stop_services() {
-    timeout=${1:--}
-    running=$(running_services) || return 5
-    pids=""
-    for service in $running; do
-        if [ "$timeout" = - ]; then
-            case $service in
-                long-worker) wait_for=1560 ;;
-                *-worker) wait_for=360 ;;
-                *) wait_for=10 ;;
-            esac
-        else
-            wait_for=$timeout
-        fi
-        # shellcheck disable=SC2086
-        compose $all_files stop -t "$wait_for" "$service" >&2 &
-        pids="$pids $!"
-    done
-    status=0
-    for pid in $pids; do wait "$pid" || status=5; done
+# --- services: generations -----------------------------------------------------------------
+#
+# A generation is a Compose project that runs the site's worker services for one release, pinned
+# to it: its containers see WORKSPACE/RELEASE at /workspace/frappe-bench (and deployment-data
+# beside it) through an override file written here, so flipping frappe-bench never reaches them.
+# The override replaces each service's /workspace mount (Compose merges volumes by target) with a
+# view holding only those two, names the containers for the generation (FM names them), and
+# labels them. The site's own project (FM's, reading through frappe-bench) is the generation that
+# no switch of this tool started. A handover starts the new generation, checks it, hands the
+# scheduler over, and only then tells the old one to stop: it drains on its own release, detached.
+
+gen_dir="$state/generations"
+
+# The site's own Compose project name (as compose derives it from the site dir).
+base_project() {
     # shellcheck disable=SC2086
-    compose $all_files down --remove-orphans -t 10 >&2 || status=5
-    return $status
+    bp_name=$(compose $all_files config 2>/dev/null | sed -n 's/^name: *//p' | head -n 1)
+    [ -n "$bp_name" ] || bp_name=$(basename -- "$site_dir" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-')
+    printf '%s\n' "$bp_name"
+}
+
+# Runs Compose for generation PROJECT: with its override, or the site's own project.
+project_compose() {
+    pc_project=$1
+    shift
+    if [ -f "$gen_dir/$pc_project.yml" ]; then
+        # shellcheck disable=SC2086
+        compose -p "$pc_project" $all_files -f "$gen_dir/$pc_project.yml" "$@"
+    else
+        # shellcheck disable=SC2086
+        compose $all_files "$@"
+    fi
+}
+
+# The services of PROJECT with a running container, one line, space-separated.
+running_in() {
+    ri_out=$(project_compose "$1" ps --services --status running 2>/dev/null) || return 1
+    printf '%s\n' "$ri_out" | tr '\n' ' ' | sed 's/ *$//'
+}
+
+# The generation serving now: the recorded one while it runs, else the site's own project while
+# it runs; empty when no service of the site runs.
+live_project() {
+    lp_project=$(value project "$state/live")
+    if [ -n "$lp_project" ] && [ -n "$(running_in "$lp_project")" ]; then
+        echo "$lp_project"
+    elif [ -n "$(running_in "$(base_project)")" ]; then
+        base_project
+    fi
+}
+
+# Generations of this site that have containers (running or not), by label.
+labelled_projects() {
+    docker ps -a --filter "label=frappe-deployer.site-dir=$site_dir" --format '{{.Label "com.docker.compose.project"}}' 2>/dev/null | sort -u
+}
+
+# The generations still draining: told to stop and still running containers, one per line. (A
+# record left "draining" by a drainer that died, with nothing running, is not.)
+draining_projects() {
+    for dp_file in "$gen_dir"/*.drain; do
+        [ -f "$dp_file" ] || continue
+        dp_project=$(basename -- "$dp_file" .drain)
+        if [ "$(value state "$dp_file")" = draining ] && [ -n "$(running_in "$dp_project")" ]; then echo "$dp_project"; fi
+    done
+    return 0
+}
+
+# The projects of this site that run services and do not drain: the live generation, and any
+# other (services an operator started in the site's own project, a generation left running).
+serving_projects() {
+    sp_draining=" $(draining_projects | tr '\n' ' ') "
+    for sp_project in $(labelled_projects) "$(base_project)"; do
+        case $sp_draining in *" $sp_project "*) continue ;; esac
+        [ -n "$(running_in "$sp_project")" ] && echo "$sp_project"
+    done | sort -u
+}
+
+# The services running in the serving projects, one line, space-separated, sorted, each once.
+serving_services() {
+    for ss_project in $(serving_projects); do running_in "$ss_project" | tr ' ' '\n'; done | sort -u | tr '\n' ' ' | sed 's/ *$//'
+}
+
+# The release serving now: the one recorded live by the last handover, else frappe-bench's.
+live_release() {
+    lr_release=$(value release "$state/live")
+    [ -n "$lr_release" ] || lr_release=$(readlink "$workspace/frappe-bench" 2>/dev/null || true)
+    printf '%s\n' "$lr_release"
+}
+
+# drain_N= facts: PROJECT RELEASE SINCE STATE RUNNING KILLED DONE (lists comma-separated, - for none).
+drain_facts() {
+    df_n=0
+    for df_file in "$gen_dir"/*.drain; do
+        [ -f "$df_file" ] || continue
+        df_n=$((df_n + 1))
+        df_project=$(basename -- "$df_file" .drain)
+        df_running=$(running_in "$df_project" | tr ' ' ',')
+        printf 'drain_%s=%s %s %s %s %s %s %s\n' "$df_n" "$df_project" "$(value release "$df_file")" "$(value since "$df_file")" \
+            "$(value state "$df_file")" "${df_running:--}" "$(value killed "$df_file" | sed 's/^$/-/')" "$(value "done" "$df_file" | sed 's/^$/-/')"
+    done
+}
+
+# Writes a key=value record FILE from its lines, atomically.
+record() {
+    rc_file=$1
+    shift
+    printf '%s\n' "$@" > "$rc_file.new" && mv -f "$rc_file.new" "$rc_file"
+}
+
+# "..." for YAML, with backslashes and double quotes escaped.
+yaml_quote() {
+    printf '"%s"' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g')"
+}
+
+# Writes generation PROJECT of RELEASE: the view (mount points only) and the override that pins
+# SERVICE... to the release.
+write_generation() {
+    wg_project=$1
+    wg_release=$2
+    shift 2
+    mkdir -p "$gen_dir/$wg_project.view/frappe-bench" "$gen_dir/$wg_project.view/deployment-data" || return 1
+    {
+        printf 'services:\n'
+        for wg_service in "$@"; do
+            printf '  %s:\n' "$wg_service"
+            printf '    container_name: %s\n' "$wg_project-$wg_service"
+            printf '    labels:\n'
+            printf '      frappe-deployer.site-dir: %s\n' "$(yaml_quote "$site_dir")"
+            printf '      frappe-deployer.release: %s\n' "$(yaml_quote "$wg_release")"
+            printf '    volumes:\n'
+            printf '      - {type: bind, source: %s, target: /workspace}\n' "$(yaml_quote "$gen_dir/$wg_project.view")"
+            printf '      - {type: bind, source: %s, target: /workspace/frappe-bench}\n' "$(yaml_quote "$workspace/$wg_release")"
+            printf '      - {type: bind, source: %s, target: /workspace/deployment-data}\n' "$(yaml_quote "$workspace/deployment-data")"
+        done
+    } > "$gen_dir/$wg_project.yml.new" && mv -f "$gen_dir/$wg_project.yml.new" "$gen_dir/$wg_project.yml"
+}
+
+# Removes generation PROJECT's containers and files (its drain record stays, for status).
+remove_generation() {
+    project_compose "$1" down --remove-orphans -t 10 >&2 2>/dev/null || true
+    rm -rf "$gen_dir/$1.yml" "$gen_dir/$1.view"
+}
+
+# Seconds SERVICE gets to stop under RULES (PATTERN=SECONDS,...; first match wins; else 10).
+stop_wait() {
+    sw_service=$1
+    sw_rules=$2
+    sw_ifs=$IFS
+    IFS=,
+    # shellcheck disable=SC2086 # split on commas
+    set -- $sw_rules
+    IFS=$sw_ifs
+    for sw_rule in "$@"; do
+        # shellcheck disable=SC2254 # the pattern is a shell pattern on purpose
+        case $sw_service in
+            ${sw_rule%=*}) echo "${sw_rule##*=}"; return ;;
+        esac
+    done
+    echo 10
+}
+
+# Stops PROJECT's running services (or SERVICE... of them) gracefully, each with its own wait
+# under RULES, in parallel. Prints killed=SERVICE... for those whose wait ran out (exit 137).
+stop_in() {
+    si_project=$1
+    si_rules=$2
+    shift 2
+    si_services=${*:-$(running_in "$si_project")}
+    si_pids=""
+    for si_service in $si_services; do
+        project_compose "$si_project" stop -t "$(stop_wait "$si_service" "$si_rules")" "$si_service" >&2 &
+        si_pids="$si_pids $!"
+    done
+    si_status=0
+    for si_pid in $si_pids; do wait "$si_pid" || si_status=5; done
+    si_killed=""
+    for si_service in $si_services; do
+        for si_id in $(project_compose "$si_project" ps -a -q "$si_service" 2>/dev/null); do
+            if [ "$(docker inspect -f '{{.State.ExitCode}}' "$si_id" 2>/dev/null)" = 137 ]; then si_killed="$si_killed $si_service"; fi
+        done
+    done
+    printf 'killed=%s\n' "${si_killed# }"
+    return $si_status
+}
+
+# In place: stops every generation of the site and the site's own project, then removes their
+# containers; the site's own project serves again from the next start.
+stop_everything() {
+    se_rules=$1
+    se_status=0
+    for se_project in $(labelled_projects) "$(base_project)"; do
+        stop_in "$se_project" "$se_rules" > /dev/null || se_status=5
+        project_compose "$se_project" down --remove-orphans -t 10 >&2 || se_status=5
+        [ -f "$gen_dir/$se_project.yml" ] && rm -rf "$gen_dir/$se_project.yml" "$gen_dir/$se_project.view"
+    done
+    rm -f "$state/live"
+    return $se_status
 }
 
 # Whether a TCP connection to HOST PORT opens within 3 s: 0 yes, 1 no, 2 nothing here can try.
@@ -416,258 +658,457 @@ tcp_open() {
 
 # Checks DEPS (NAME@HOST:PORT,...) from this host; prints dep_NAME=ok|unreachable|unchecked.
 check_dependencies() {
-    [ "${1:--}" = - ] && return 0
-    status=0
-    old_ifs=$IFS
+    [ -n "${1:-}" ] || return 0
+    cd_status=0
+    cd_ifs=$IFS
     IFS=,
     # shellcheck disable=SC2086 # split on commas
     set -- $1
-    IFS=$old_ifs
-    for dep in "$@"; do
-        name=${dep%%@*}
-        address=${dep#*@}
-        port=${address##*:}
-        host=${address%:*}
-        host=${host#[}
-        host=${host%]}
+    IFS=$cd_ifs
+    for cd_dep in "$@"; do
+        cd_name=${cd_dep%%@*}
+        cd_address=${cd_dep#*@}
+        cd_port=${cd_address##*:}
+        cd_host=${cd_address%:*}
+        cd_host=${cd_host#[}
+        cd_host=${cd_host%]}
         # (a failing command in an if keeps `set -e` from ending the script)
-        if tcp_open "$host" "$port"; then result=0; else result=$?; fi
-        case $result in
-            0) printf 'dep_%s=ok\n' "$name" ;;
+        if tcp_open "$cd_host" "$cd_port"; then cd_result=0; else cd_result=$?; fi
+        case $cd_result in
+            0) printf 'dep_%s=ok\n' "$cd_name" ;;
             2)
-                printf 'dep_%s=unchecked\n' "$name"
-                printf 'warning: cannot check %s (%s:%s) from the worker: it has none of bash, nc, python3\n' "$name" "$host" "$port" >&2
+                printf 'dep_%s=unchecked\n' "$cd_name"
+                printf 'warning: cannot check %s (%s:%s) from the worker: it has none of bash, nc, python3\n' "$cd_name" "$cd_host" "$cd_port" >&2
                 ;;
             *)
-                printf 'dep_%s=unreachable\n' "$name"
-                printf 'error: %s %s:%s is not reachable from the worker (TCP): check the address in the worker config and the main server firewall\n' "$name" "$host" "$port" >&2
-                status=5
+                printf 'dep_%s=unreachable\n' "$cd_name"
+                printf 'error: %s %s:%s is not reachable from the worker (TCP): check the address in the worker config and the main server firewall\n' "$cd_name" "$cd_host" "$cd_port" >&2
+                cd_status=5
                 ;;
         esac
     done
-    return $status
+    return $cd_status
 }
 
-# The services a start runs: every worker service, and schedule when SCHEDULER is yes.
-wanted_services() {
-    # shellcheck disable=SC2086
-    workers=$(services_of $worker_files) || return 5
-    if [ "${1:-yes}" = yes ]; then echo "schedule $workers"; else echo "$workers"; fi
-}
-
-# Starts the wanted services, checks DEPS, waits SETTLE seconds, then checks each service runs
-# and has not restarted (a crash loop under a restart policy also "runs" between crashes).
-start_services() {
-    settle=${1:-0}
-    wanted=$(wanted_services "${2:-yes}") || return 5
-    # --no-deps: schedule's dependencies (Redis) run on the main server, never here.
-    # shellcheck disable=SC2086 # service names are single words
-    compose $all_files up -d --no-deps $wanted >&2 || {
-        printf 'error: docker compose up failed in %s\n' "$site_dir" >&2
-        return 5
-    }
-    up_ms=$(now_ms)
-    deps_ok=0
-    check_dependencies "${3:--}" || deps_ok=5
-    [ "$settle" -gt 0 ] 2>/dev/null && sleep "$settle"
-    running=$(running_services)
-    printf 'running=%s\n' "$running"
-    [ $deps_ok -eq 0 ] || return 5
-    for service in $wanted; do
-        case " $running " in
-            *" $service "*) ;;
+# After SETTLE seconds: every SERVICE of PROJECT runs and has not restarted (a crash loop under a
+# restart policy also "runs" between crashes). Prints running=.
+check_running() {
+    cr_project=$1
+    cr_settle=$2
+    shift 2
+    [ "$cr_settle" -gt 0 ] 2>/dev/null && sleep "$cr_settle"
+    cr_running=$(running_in "$cr_project") || cr_running=""
+    printf 'running=%s\n' "$cr_running"
+    for cr_service in "$@"; do
+        case " $cr_running " in
+            *" $cr_service "*) ;;
             *)
-                printf "error: service %s is not running after start: see 'docker compose logs %s' in %s\n" "$service" "$service" "$site_dir" >&2
+                printf "error: service %s is not running after start: see 'docker compose logs %s' in %s\n" "$cr_service" "$cr_service" "$site_dir" >&2
                 return 5
                 ;;
         esac
-        # shellcheck disable=SC2086
-        for id in $(compose $all_files ps -q "$service"); do
-            restarts=$(docker inspect -f '{{.RestartCount}}' "$id" 2>/dev/null || echo 0)
-            if [ "${restarts:-0}" -gt 0 ]; then
+        for cr_id in $(project_compose "$cr_project" ps -q "$cr_service"); do
+            cr_restarts=$(docker inspect -f '{{.RestartCount}}' "$cr_id" 2>/dev/null || echo 0)
+            if [ "${cr_restarts:-0}" -gt 0 ]; then
                 printf "error: service %s restarted %s times within %s s of starting (crash loop): see 'docker compose logs %s' in %s\n" \
-                    "$service" "$restarts" "$settle" "$service" "$site_dir" >&2
+                    "$cr_service" "$cr_restarts" "$cr_settle" "$cr_service" "$site_dir" >&2
                 return 5
             fi
         done
     done
 }
 
-# The critical section, run detached by `switch`. Writes key=value facts to stdout (the result
-# file) and its errors to stderr (the log). Never exits early: every path ends with a return code.
-do_switch() {
-    set +e
-    site=$1
-    release=$2
-    stage=$3
-    timeout=$4
-    settle=$5
-    scheduler=$6
-    deps=$7
-    verified=${8:--}
-    live=$(readlink "$workspace/frappe-bench" 2>/dev/null)
-    printf 'previous=%s\n' "$live"
-    t0=$(now_ms)
-    if ! stop_services "$timeout"; then
-        printf 'error: stopping the worker services failed; starting them again\n' >&2
-        start_services "$settle" "$scheduler" - >/dev/null
+# In place: starts SERVICE... of the site's own project, checks DEPS and them. Prints up_ms=.
+start_services() {
+    sv_settle=$1
+    sv_deps=$2
+    shift 2
+    # --no-deps: schedule's dependencies (Redis) run on the main server, never here.
+    # shellcheck disable=SC2086
+    compose $all_files up -d --no-deps "$@" >&2 || {
+        printf 'error: docker compose up failed in %s\n' "$site_dir" >&2
         return 5
+    }
+    printf 'up_ms=%s\n' "$(now_ms)"
+    sv_deps_ok=0
+    check_dependencies "$sv_deps" || sv_deps_ok=5
+    check_running "$(base_project)" "$sv_settle" "$@" || return 5
+    return $sv_deps_ok
+}
+
+# Run by the release's own Python in a running worker container: puts back on its queue every job
+# that a worker took off a queue but never started. RQ's warm shutdown loses such a job when
+# SIGTERM reaches an idle worker between its pop and its start (the job hash stays "queued" while
+# no queue, intermediate queue or registry lists it). A job counts as lost only when it is so in
+# two looks DELAY seconds apart: a live worker starts what it pops within milliseconds.
+recover_py='
+import json, sys, time
+from redis import Redis
+conf = json.load(open("/workspace/frappe-bench/sites/common_site_config.json"))
+r = Redis.from_url(conf["redis_queue"])
+def lost():
+    listed = set()
+    for key in r.scan_iter(match="rq:*", count=1000):
+        if r.type(key) == b"list":
+            listed.update(r.lrange(key, 0, -1))
+    found = {}
+    for key in r.scan_iter(match="rq:job:*", count=1000):
+        if r.type(key) != b"hash":
+            continue
+        status, origin = r.hmget(key, "status", "origin")
+        job = key[len(b"rq:job:"):]
+        if status == b"queued" and origin and job not in listed:
+            found[job] = origin
+    return found
+first = lost()
+if first:
+    time.sleep(float(sys.argv[1]))
+    second = lost()
+    for job, origin in first.items():
+        if second.get(job) == origin and r.hget(b"rq:job:" + job, "status") == b"queued":
+            r.rpush(b"rq:queue:" + origin, job)
+            print("requeued=" + job.decode())
+'
+
+# Prints yes when RQ's suspend flag is set in the queue's Redis, else no.
+suspended_py='
+import json
+from redis import Redis
+conf = json.load(open("/workspace/frappe-bench/sites/common_site_config.json"))
+print("yes" if Redis.from_url(conf["redis_queue"]).exists("rq:suspended") else "no")
+'
+
+# Recovers lost jobs (see recover_py) through SERVICE of generation PROJECT, after WAIT seconds
+# (the stopped workers have exited by then); records what it put back in recovered.log.
+recover_lost_jobs() {
+    sleep "$3"
+    rl_out=$(project_compose "$1" exec -T "$2" /workspace/frappe-bench/env/bin/python -c "$recover_py" 10 2>&1)
+    rl_status=$?
+    rl_jobs=$(printf '%s\n' "$rl_out" | sed -n 's/^requeued=//p' | tr '\n' ' ' | sed 's/ *$//')
+    if [ $rl_status -ne 0 ]; then
+        printf '%s recovery failed through %s %s: %s\n' "$(date +%s)" "$1" "$2" "$(printf '%s' "$rl_out" | tail -n 1)" >> "$state/recovered.log"
+    elif [ -n "$rl_jobs" ]; then
+        printf '%s requeued %s\n' "$(date +%s)" "$rl_jobs" >> "$state/recovered.log"
     fi
-    printf 'stopped_ms=%s\n' "$(now_ms)"
-    if [ "$stage" != - ]; then
-        # Same release name as the live one: swap the directories (two renames).
-        mv "$workspace/$release" "$workspace/.fd-old-$release" && mv "$stage" "$workspace/$release"
-        flipped=$?
-    else
-        relink "$release" "$workspace/frappe-bench"
-        flipped=$?
+}
+
+# Starts recover_lost_jobs detached from this phase.
+recover_detached() {
+    (
+        trap '' HUP INT TERM PIPE
+        recover_lost_jobs "$@"
+    ) < /dev/null > /dev/null 2>&1 &
+}
+
+# Tells generation PROJECT to stop, at once: SIGTERM to each of its running containers (what
+# `docker stop` sends first; RQ's warm shutdown: no new job, the running one finishes). Prints
+# SERVICE:CONTAINER per line, for drain.
+tell_to_stop() {
+    for ts_service in $(running_in "$1"); do
+        for ts_id in $(project_compose "$1" ps -q "$ts_service" 2>/dev/null); do
+            docker kill --signal TERM "$ts_id" >/dev/null 2>&1 && printf '%s:%s\n' "$ts_service" "$ts_id"
+        done
+    done
+}
+
+# Waits, detached, while generation PROJECT of RELEASE drains: each told container (SERVICE:ID
+# in TOLD) gets its wait under RULES to exit, and is killed when it runs out (never a second
+# SIGTERM: RQ reads that as a cold shutdown that kills the job). Then removes the generation,
+# records what was killed, and finishes what waited for it: the frappe-bench flip (FLIP, when it
+# read through the link), and the old copy of a swapped release (ASIDE). Jobs its idle workers
+# lost to RQ's warm shutdown go back on their queues through the live generation's RECOVER service.
+drain() {
+    dr_project=$1
+    dr_release=$2
+    dr_rules=$3
+    dr_flip=$4
+    dr_aside=$5
+    dr_recover=$6
+    dr_told=$7
+    dr_file="$gen_dir/$dr_project.drain"
+    dr_since=$(value since "$dr_file")
+    [ -n "$dr_recover" ] && recover_detached "$(value project "$state/live")" "$dr_recover" 3
+    dr_pids=""
+    for dr_entry in $dr_told; do
+        (
+            dr_service=${dr_entry%%:*}
+            dr_id=${dr_entry#*:}
+            if ! timeout "$(stop_wait "$dr_service" "$dr_rules")" docker wait "$dr_id" >/dev/null 2>&1; then
+                docker kill "$dr_id" >/dev/null 2>&1 && echo "$dr_service" >> "$dr_file.killed"
+            fi
+        ) &
+        dr_pids="$dr_pids $!"
+    done
+    for dr_pid in $dr_pids; do wait "$dr_pid"; done
+    dr_killed=$(sort -u "$dr_file.killed" 2>/dev/null | tr '\n' ',' | sed 's/,$//')
+    rm -f "$dr_file.killed"
+    remove_generation "$dr_project"
+    if [ -n "$dr_flip" ] && [ "$(value release "$state/live")" = "$dr_flip" ]; then
+        relink "$dr_flip" "$workspace/frappe-bench"
     fi
-    if [ $flipped -eq 0 ] && mkdir -p "$workspace/frappe-bench/config/pids" && start_services "$settle" "$scheduler" "$deps"; then
-        printf 'downtime_ms=%s\n' "$((up_ms - t0))"
-        printf 'live=%s\n' "$release"
-        # A complete, checksummed copy is live: a later sync of the same release may keep it.
-        if [ "$verified" != - ]; then
-            printf 'release=%s\nmain=%s\ncopy=%s\n' "$release" "${verified%%:*}" "${verified#*:}" > "$state/verified.new"
-            mv -f "$state/verified.new" "$state/verified"
+    [ -n "$dr_aside" ] && rm -rf "$dr_aside"
+    record "$dr_file" "release=$dr_release" "since=$dr_since" "state=done" "done=$(date +%s)" "killed=$dr_killed"
+}
+
+# The handover, run detached by `switch`. Writes key=value facts to stdout (the result file) and
+# its errors to stderr (the log). Never exits early: every path ends with a return code.
+do_handover() {
+    set +e
+    dh_release=${opt_release:?}
+    dh_project=${opt_project:?}
+    dh_stop=${opt_stop:?}
+    dh_settle=${opt_settle:?}
+    dh_old=$(live_project)
+    dh_olds=$(serving_projects | grep -vx "$dh_project" | tr '\n' ' ')
+    dh_old_release=$(value release "$state/live")
+    [ -n "$dh_old_release" ] && [ "$dh_old" = "$(value project "$state/live")" ] || dh_old_release=$(readlink "$workspace/frappe-bench" 2>/dev/null)
+    printf 'previous=%s\n' "$dh_old_release"
+    dh_workers=""
+    dh_schedule=no
+    for dh_service in "$@"; do
+        if [ "$dh_service" = schedule ]; then dh_schedule=yes; else dh_workers="$dh_workers $dh_service"; fi
+    done
+    dh_workers=${dh_workers# }
+    dh_aside=""
+    if [ -n "${opt_stage:-}" ]; then
+        # Same release name as the live one: the fresh copy takes the name; the old generation
+        # keeps its mount of the old copy, which goes when it has drained.
+        dh_aside="$workspace/.fd-old-$dh_release-$dh_project"
+        if ! { mv "$workspace/$dh_release" "$dh_aside" && mv "$opt_stage" "$workspace/$dh_release"; }; then
+            printf 'reason=the staged copy of %s could not be put in place\n' "$dh_release"
+            [ -d "$dh_aside" ] && [ ! -e "$workspace/$dh_release" ] && mv "$dh_aside" "$workspace/$dh_release"
+            return 5
         fi
-        if [ -n "$live" ] && [ "$live" != "$release" ]; then
-            printf 'previous=%s\n' "$live" > "$state/releases"
+    fi
+    mkdir -p "$workspace/deployment-data/config/pids"
+    dh_failed=""
+    if ! write_generation "$dh_project" "$dh_release" "$@"; then
+        dh_failed="the generation's override could not be written in $gen_dir"
+    fi
+    # 1. The new generation's workers start beside the old ones, which keep taking jobs.
+    # shellcheck disable=SC2086 # service names are single words
+    if [ -z "$dh_failed" ] && [ -n "$dh_workers" ] && ! project_compose "$dh_project" up -d --no-deps $dh_workers >&2; then
+        dh_failed="docker compose up failed in $site_dir"
+    fi
+    dh_up=$(now_ms)
+    if [ -z "$dh_failed" ] && ! check_dependencies "${opt_deps:-}" 2>> "$state/switch.checks"; then
+        dh_failed=$(sed -n 's/^error: //p' "$state/switch.checks" | tail -n 1)
+    fi
+    # 2. One scheduler at any moment: the old one stops before the new one starts.
+    dh_old_schedules=""
+    dh_schedule_gap=0
+    if [ -z "$dh_failed" ] && [ $dh_schedule = yes ]; then
+        for dh_each in $dh_olds; do
+            case " $(running_in "$dh_each") " in
+                *" schedule "*)
+                    dh_old_schedules="$dh_old_schedules $dh_each"
+                    stop_in "$dh_each" "$dh_stop" schedule > /dev/null
+                    ;;
+            esac
+        done
+        dh_schedule_stopped=$(now_ms)
+        if ! project_compose "$dh_project" up -d --no-deps schedule >&2; then
+            dh_failed="docker compose up of schedule failed in $site_dir"
         fi
-        rm -rf "$workspace/.fd-old-$release"
-        return 0
+        dh_schedule_gap=$(( $(now_ms) - dh_schedule_stopped ))
     fi
-    printf 'error: %s did not start; going back to %s\n' "$release" "${live:-nothing}" >&2
-    stop_services 10
-    if [ -z "$live" ]; then
-        printf 'rolled_back=none\n'
-        return 8
-    fi
-    if [ "$stage" != - ]; then
-        if [ -d "$workspace/.fd-old-$release" ]; then
-            rm -rf "$workspace/.fd-failed-$release"
-            mv "$workspace/$release" "$workspace/.fd-failed-$release"
-            mv "$workspace/.fd-old-$release" "$workspace/$release"
+    # 3. The new generation must stay up for SETTLE seconds, without restarting.
+    if [ -z "$dh_failed" ]; then
+        if ! check_running "$dh_project" "$dh_settle" "$@" > "$state/switch.start" 2>> "$state/switch.checks"; then
+            dh_failed=$(sed -n 's/^error: //p' "$state/switch.checks" | tail -n 1)
         fi
-    else
-        relink "$live" "$workspace/frappe-bench"
     fi
-    # The previous release ran with these same dependencies: it is not held to their check.
-    if start_services "$settle" "$scheduler" -; then
-        printf 'rolled_back=%s\n' "$live"
-        printf 'downtime_ms=%s\n' "$((up_ms - t0))"
+    cat "$state/switch.checks" >&2 2>/dev/null
+    rm -f "$state/switch.checks"
+    if [ -n "$dh_failed" ]; then
+        # Undo: the new generation stops (gracefully: a job it took finishes) and goes; the old
+        # one never stopped, and its scheduler starts again.
+        printf 'reason=%s\n' "$dh_failed"
+        printf 'error: %s did not start; %s\n' "$dh_release" "${dh_old:+the old generation keeps serving}" >&2
+        stop_in "$dh_project" "$dh_stop" > /dev/null
+        remove_generation "$dh_project"
+        if [ -n "$dh_aside" ]; then
+            rm -rf "$workspace/.fd-failed-$dh_release"
+            mv "$workspace/$dh_release" "$workspace/.fd-failed-$dh_release"
+            mv "$dh_aside" "$workspace/$dh_release"
+        fi
+        for dh_each in $dh_old_schedules; do project_compose "$dh_each" start schedule >&2; done
+        # The new workers' own warm shutdown may have lost a job: the old generation puts it back.
+        if [ -n "$dh_old" ]; then
+            dh_recover=$(running_in "$dh_old" | tr ' ' '\n' | grep -v '^schedule$' | head -n 1)
+            [ -n "$dh_recover" ] && recover_detached "$dh_old" "$dh_recover" 1
+        fi
+        if [ -z "$dh_old" ]; then
+            printf 'running=\nrolled_back=none\n'
+            return 8
+        fi
+        printf 'running=%s\n' "$(running_in "$dh_old")"
+        printf 'rolled_back=%s\n' "$dh_old_release"
+        printf 'downtime_ms=0\n'
         return 7
     fi
-    printf 'rolled_back=failed\n'
-    return 8
+    # 4. The new generation serves: it is recorded live, and the old one is told to stop.
+    printf 'running=%s\n' "$(value running "$state/switch.start")"
+    record "$state/live" "project=$dh_project" "release=$dh_release" "since=$(date +%s)"
+    if [ -n "${opt_verified:-}" ]; then
+        record "$state/verified" "release=$dh_release" "main=${opt_verified%%:*}" "copy=${opt_verified#*:}"
+    fi
+    if [ -n "$dh_old_release" ] && [ "$dh_old_release" != "$dh_release" ]; then
+        record "$state/releases" "previous=$dh_old_release"
+    fi
+    dh_flip=""
+    if case " $dh_olds " in *" $(base_project) "*) true ;; *) false ;; esac; then
+        # The old generation reads through frappe-bench: the flip waits until it has drained.
+        dh_flip=$dh_release
+        printf 'flip=deferred\n'
+    else
+        relink "$dh_release" "$workspace/frappe-bench" || printf 'warning: frappe-bench could not be pointed at %s\n' "$dh_release" >&2
+        printf 'flip=done\n'
+    fi
+    dh_telling=$(now_ms)
+    # Jobs never waited for a worker: the new generation was up before the old was told to stop.
+    printf 'downtime_ms=%s\n' "$(( dh_up > dh_telling ? dh_up - dh_telling : 0 ))"
+    printf 'scheduler_gap_ms=%s\n' "$dh_schedule_gap"
+    printf 'live=%s\n' "$dh_release"
+    dh_n=0
+    for dh_each in $dh_olds; do
+        dh_n=$((dh_n + 1))
+        dh_each_release=$dh_old_release
+        [ -f "$gen_dir/$dh_each.yml" ] && dh_each_release=$(sed -n 's/^ *frappe-deployer.release: "\(.*\)"$/\1/p' "$gen_dir/$dh_each.yml" | head -n 1)
+        printf 'draining_%s=%s %s %s\n' "$dh_n" "$dh_each" "${dh_each_release:--}" "$(running_in "$dh_each" | tr ' ' ',' | sed 's/^$/-/')"
+        # Told now, before this returns: from here on, the old workers take no new job. The drain
+        # is recorded before the lock is released, so no later sync starts a third generation.
+        record "$gen_dir/$dh_each.drain" "release=${dh_each_release:--}" "since=$(date +%s)" "state=draining"
+        dh_told=$(tell_to_stop "$dh_each" | tr '\n' ' ')
+        dh_each_aside=""
+        [ "$dh_each" = "$dh_old" ] && dh_each_aside=$dh_aside
+        dh_each_flip=""
+        [ "$dh_each" = "$(base_project)" ] && dh_each_flip=$dh_flip
+        (
+            trap '' HUP INT TERM PIPE
+            drain "$dh_each" "${dh_each_release:--}" "$dh_stop" "$dh_each_flip" "$dh_each_aside" "${dh_workers%% *}" "$dh_told" 2>> "$state/drain.log"
+        ) < /dev/null > /dev/null 2>&1 &
+    done
+    if [ -n "$dh_aside" ] && [ -z "$dh_old" ]; then rm -rf "$dh_aside"; fi
+    # Leftovers of generations that no longer run and do not drain.
+    for dh_leftover in $(labelled_projects); do
+        case " $dh_project $dh_olds " in *" $dh_leftover "*) continue ;; esac
+        [ -n "$(running_in "$dh_leftover")" ] && continue
+        draining_projects | grep -qx "$dh_leftover" || remove_generation "$dh_leftover"
+    done
+    return 0
 }
 
 switch() {
-    [ $# -eq 7 ] || [ $# -eq 8 ] || fail 2 "usage: worker.sh switch WORKSPACE SITE RELEASE STAGE|- STOP_TIMEOUT|- SETTLE SCHEDULER DEPS [VERIFIED]"
-    mkdir -p "$state"
+    required site >/dev/null
+    sw_release=$(required release)
+    sw_project=$(required project)
+    required stop >/dev/null
+    required settle >/dev/null
+    case $sw_project in
+        '' | *[!a-z0-9_-]*) fail 2 "not a generation name: $sw_project" ;;
+    esac
+    [ $# -gt 0 ] || fail 2 "switch needs the services to start after --"
+    find_compose
+    mkdir -p "$state" "$gen_dir"
+    [ -d "$workspace/$sw_release" ] || fail 4 "release $workspace/$sw_release is not on the worker"
+    if sw_draining=$(draining_projects) && [ -n "$sw_draining" ]; then
+        fail 4 "a generation is still draining ($(echo "$sw_draining" | tr '\n' ' ')): a third is not started"
+    fi
     # The copy about to change (or be replaced) is no longer the one verified.
     rm -f "$state/verified"
-    [ -d "$workspace/$2" ] || fail 4 "release $workspace/$2 is not on the worker"
-    mkdir -p "$state"
-    # Detached from this connection: a dropped link or an interrupted client cannot stop it
-    # between stopping the old services and starting services again.
+    # Detached from this connection: a dropped link or an interrupted client cannot stop it half-way.
     (
         trap '' HUP INT TERM PIPE
-        do_switch "$@" > "$state/switch.result" 2> "$state/switch.log"
+        do_handover "$@" > "$state/switch.result" 2> "$state/switch.log"
         echo "exit=$?" >> "$state/switch.result"
     ) < /dev/null > /dev/null 2>&1 &
-    job=$!
-    printf '%s:%s\n' "$job" "$(proc_start "$job")" > "$state/switch.pid"
-    wait "$job" || true
+    sw_job=$!
+    printf '%s:%s\n' "$sw_job" "$(proc_start "$sw_job")" > "$state/switch.pid"
+    wait "$sw_job" || true
     rm -f "$state/switch.pid"
     grep -v '^exit=' "$state/switch.result" || true
-    code=$(value exit "$state/switch.result")
-    if [ "${code:-8}" != 0 ]; then
+    sw_code=$(value exit "$state/switch.result")
+    if [ "${sw_code:-8}" != 0 ]; then
         grep '^error: ' "$state/switch.log" >&2 || true
-        exit "${code:-8}"
-    fi
-}
-
-status() {
-    site=${1:-}
-    [ -n "$site" ] || fail 2 "usage: worker.sh status WORKSPACE SITE"
-    [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker"
-    printf 'current_release=%s\n' "$(readlink "$workspace/frappe-bench" 2>/dev/null || true)"
-    printf 'previous_release=%s\n' "$(value previous "$state/releases")"
-    releases=$(release_dirs | tr '\n' ' ' | sed 's/ *$//')
-    printf 'releases=%s\n' "$releases"
-    # shellcheck disable=SC2086
-    printf 'worker_services=%s\n' "$(services_of $worker_files 2>/dev/null || true)"
-    # One service:state pair per container of the project (running, exited, restarting...).
-    # shellcheck disable=SC2086
-    printf 'service_states=%s\n' "$(compose $all_files ps -a --format '{{.Service}}:{{.State}}' 2>/dev/null | sort | tr '\n' ' ' | sed 's/ *$//')"
-    if [ -f "$state/lock" ]; then
-        printf 'lock_holder=%s\n' "$(value holder "$state/lock")"
-        printf 'lock_since=%s\n' "$(value since "$state/lock")"
-        printf 'lock_alive=%s\n' "$( { alive "$(value session "$state/lock")" || switch_running; } && echo yes || echo no)"
-    fi
-    if [ -f "$state/last-sync" ]; then
-        sed 's/^/last_/' "$state/last-sync"
-    fi
-    if [ -f "$state/verified" ]; then
-        sed 's/^/verified_/' "$state/verified"
+        exit "${sw_code:-8}"
     fi
 }
 
 prune() {
-    keep=${1:-3}
-    [ "$keep" -ge 1 ] 2>/dev/null || fail 2 "keep must be a number of at least 1: $keep"
-    live=$(readlink "$workspace/frappe-bench" 2>/dev/null || true)
-    previous=$(value previous "$state/releases")
-    kept=0
-    pruned=""
-    for release in $(release_dirs | sort -r); do
-        kept=$((kept + 1))
-        if [ $kept -le "$keep" ] || [ "$release" = "$live" ] || [ "$release" = "$previous" ]; then
+    pr_keep=$(required keep)
+    [ "$pr_keep" -ge 1 ] 2>/dev/null || fail 2 "keep must be a number of at least 1: $pr_keep"
+    pr_live=$(live_release)
+    pr_previous=$(value previous "$state/releases")
+    # Releases a generation still runs (live, or draining) are never removed.
+    pr_used=" $(value release "$state/live") "
+    for pr_project in $(draining_projects); do pr_used="$pr_used$(value release "$gen_dir/$pr_project.drain") "; done
+    pr_kept=0
+    pr_pruned=""
+    for pr_release in $(release_dirs | sort -r); do
+        pr_kept=$((pr_kept + 1))
+        if [ $pr_kept -le "$pr_keep" ] || [ "$pr_release" = "$pr_live" ] || [ "$pr_release" = "$pr_previous" ]; then
             continue
         fi
-        rm -rf "${workspace:?}/$release"
-        pruned="$pruned $release"
+        case $pr_used in *" $pr_release "*) continue ;; esac
+        rm -rf "${workspace:?}/$pr_release"
+        pr_pruned="$pr_pruned $pr_release"
     done
-    printf 'pruned=%s\n' "${pruned# }"
+    printf 'pruned=%s\n' "${pr_pruned# }"
 }
 
 stop() {
+    st_rules=$(required stop)
+    find_compose
     mkdir -p "$workspace/deployment-data" "$state"
     # The live release is about to be rewritten in place: it is no longer a verified copy.
     rm -f "$state/verified"
-    stop_services "${1:--}" || fail 5 "stopping the worker services failed in $site_dir"
+    printf 'stopping_ms=%s\n' "$(now_ms)"
+    stop_everything "$st_rules" || fail 5 "stopping the worker services failed in $site_dir"
     printf 'stopped=yes\n'
 }
 
 activate() {
-    site=${1:-}
-    release=${2:-}
-    { [ -n "$site" ] && [ -n "$release" ]; } || fail 2 "usage: worker.sh activate WORKSPACE SITE RELEASE"
-    rel="$workspace/$release"
-    [ -d "$rel" ] || fail 4 "release $rel is not on the worker: the transfer did not complete"
-    link_configs "$site" "$rel"
-    relink "$release" "$workspace/frappe-bench" || exit 4
+    ac_site=$(required site)
+    ac_release=$(required release)
+    ac_dir="$workspace/$ac_release"
+    [ -d "$ac_dir" ] || fail 4 "release $ac_dir is not on the worker: the transfer did not complete"
+    link_configs "$ac_site" "$ac_dir"
+    relink "$ac_release" "$workspace/frappe-bench" || exit 4
     mkdir -p "$workspace/frappe-bench/config/pids"
-    printf 'live_release=%s\n' "$release"
+    printf 'live_release=%s\n' "$ac_release"
+}
+
+drains() {
+    find_compose
+    drain_facts
 }
 
 start() {
-    start_services "${1:-0}" "${2:-yes}" "${3:--}" || exit 5
+    sr_settle=$(required settle)
+    [ $# -gt 0 ] || fail 2 "start needs the services to start after --"
+    find_compose
+    start_services "$sr_settle" "${opt_deps:-}" "$@" || exit 5
+    # Jobs the stopped workers lost to RQ's warm shutdown go back on their queues.
+    sr_worker=$(printf '%s\n' "$@" | grep -v '^schedule$' | head -n 1)
+    [ -n "$sr_worker" ] && recover_detached "$(base_project)" "$sr_worker" 0
+    return 0
 }
 
 case $phase in
     preflight) preflight "$@" ;;
-    lock) lock "$@" ;;
+    lock) lock ;;
     unlock) unlock "$@" ;;
     status) status "$@" ;;
     digest) digest "$@" ;;
-    stage-prepare) stage_prepare "$@" ;;
+    stage-prepare) stage_prepare ;;
     stage-activate) stage_activate "$@" ;;
-    unstage) unstage "$@" ;;
+    unstage) unstage ;;
     switch) switch "$@" ;;
-    prune) prune "$@" ;;
-    stop) stop "$@" ;;
-    activate) activate "$@" ;;
+    prune) prune ;;
+    stop) stop ;;
+    activate) activate ;;
     start) start "$@" ;;
+    drains) drains ;;
     *) fail 2 "unknown phase: $phase" ;;
 esac

@@ -15,10 +15,14 @@ public protocol SyncReporting: Sendable {
     func report(_ event: SyncEvent)
     /// Whether transfers should measure their progress for this reporter (a live display).
     var wantsProgress: Bool { get }
+    /// Called once when the run is over, before the results are printed (a live display leaves
+    /// its last frame in place).
+    func finish()
 }
 
 extension SyncReporting {
     public var wantsProgress: Bool { false }
+    public func finish() {}
 }
 
 /// Reports nothing (--quiet).

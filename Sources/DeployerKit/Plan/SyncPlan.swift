@@ -1,0 +1,68 @@
+import Foundation
+
+/// What a sync to one worker will do, decided before anything runs: immutable, and printing it
+/// changes nothing. What is learnt on the worker lives in the session (`WorkerSession`), and what
+/// the sync does with the worker's release is the `ReleaseDecision` made from both.
+public struct SyncPlan: Sendable, Equatable {
+    public let site: String
+    public let workspace: LocalWorkspace
+    public let worker: WorkerSettings
+    /// Names this sync on the worker (its lock and its staging directory).
+    public let token: String
+    /// What the started services must reach (checked from the worker after the start).
+    public let dependencies: [WorkerDependency]
+    /// Stage and switch even when the worker's live release is this one, verified and unchanged.
+    public let full: Bool
+    /// Whether the release has `env/` (read once, when the plan is made): a first copy sends it
+    /// as a stream of its own.
+    public let releaseHasEnv: Bool
+
+    public var release: String { workspace.releaseName }
+    public var strategy: SyncStrategy { worker.strategy }
+    /// Where a staged sync transfers the release before it goes live.
+    public var stagingPath: String { "\(worker.workspacePath)/.fd-staging-\(release)-\(token)" }
+
+    /// Builds the plan for one worker from checked settings and a located workspace.
+    public static func make(workspace: LocalWorkspace, worker: WorkerSettings, dependencies: [WorkerDependency] = [],
+                            full: Bool = false, token: String = SyncPlan.newToken()) -> SyncPlan {
+        SyncPlan(site: workspace.siteName, workspace: workspace, worker: worker, token: token, dependencies: dependencies,
+                 full: full, releaseHasEnv: FileManager.default.fileExists(atPath: workspace.releasePath + "/env"))
+    }
+
+    /// A short random name: enough to tell concurrent syncs apart.
+    public static func newToken() -> String {
+        String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased())
+    }
+
+    /// The release's exclude patterns (built-in and the operator's), as the digests use them.
+    public var releaseExcludes: [String] { ExcludeRules.release(site: site) + worker.excludePatterns }
+
+    /// The services a start runs (see `WorkerSettings.startedServices`).
+    public func startedServices(workerServices: [String]) -> [String] {
+        worker.startedServices(workerServices: workerServices)
+    }
+
+    /// Starting this worker's services and checking them, dependencies included.
+    public func startRequest(workerServices: [String]) -> StartRequest {
+        worker.startRequest(workerServices: workerServices, dependencies: dependencies)
+    }
+
+    /// How long each service gets to stop.
+    public var stopRules: StopRules { worker.stopRules }
+}
+
+/// Which services a worker runs and how they stop: the one place these are decided.
+extension WorkerSettings {
+    /// The services a start runs, in the order they start: `schedule` (unless this worker gives
+    /// it up) and the services of the worker's `docker-compose.workers.yml`.
+    public func startedServices(workerServices: [String]) -> [String] {
+        (scheduler ? ["schedule"] : []) + workerServices.sorted()
+    }
+
+    public func startRequest(workerServices: [String], dependencies: [WorkerDependency]) -> StartRequest {
+        StartRequest(services: startedServices(workerServices: workerServices), settleSeconds: settleSeconds, dependencies: dependencies)
+    }
+
+    /// bench's own waits, or `stop_timeout` for every service.
+    public var stopRules: StopRules { StopRules.forWorker(stopTimeout: stopTimeout) }
+}

@@ -1,0 +1,76 @@
+import DeployerKit
+import DeployerTestSupport
+import Foundation
+import Testing
+
+/// The pure keep / restart / stage decision, and the rollback target.
+@Suite("Release decision")
+struct ReleaseDecisionTests {
+    let plan: SyncPlan
+    let directory: TemporaryDirectory
+
+    init() throws {
+        directory = try TemporaryDirectory(prefix: "fd-decide")
+        let fixture = try WorkspaceFixture.create(benchesPath: directory.path + "/b", site: "a.test", release: "release_2",
+                                                  profile: FixtureProfile(files: 2, bytes: 100))
+        plan = SyncPlan.make(workspace: try LocalWorkspace.locate(benchesPath: fixture.benchesPath, siteName: "a.test"),
+                             worker: WorkerSettings(server: "w", workspacePath: "/w"))
+    }
+
+    func with(_ change: (inout WorkerSettings) -> Void, full: Bool = false) -> SyncPlan {
+        var worker = plan.worker
+        change(&worker)
+        return SyncPlan.make(workspace: plan.workspace, worker: worker, full: full)
+    }
+
+    let verified = VerifiedCopy(release: "release_2", mainDigest: "main-1", copyDigest: "copy-1")
+    func releases(live: String?, verified: VerifiedCopy? = nil, liveDigest: String? = nil) -> WorkerReleases {
+        WorkerReleases(live: live, previous: nil, all: ["release_1", "release_2"].filter { $0 <= (live ?? "release_1") }, verified: verified,
+                       liveDigest: liveDigest)
+    }
+
+    @Test("a verified live copy whose digests both still match is kept")
+    func keep() {
+        #expect(ReleaseDecision.decide(plan, releases: releases(live: "release_2", verified: verified, liveDigest: "copy-1"), mainDigest: "main-1")
+                == .keep(verified))
+    }
+
+    @Test("anything else stages a fresh copy, and says why")
+    func stage() {
+        let cases: [(WorkerReleases, String?, SyncPlan, ReleaseDecision)] = [
+            (WorkerReleases(live: nil, all: []), "main-1", plan, .stage(base: nil, swap: false, why: .firstSync)),
+            (releases(live: "release_1"), "main-1", plan, .stage(base: "release_1", swap: false, why: .otherRelease(live: "release_1"))),
+            (releases(live: "release_2", verified: verified, liveDigest: "copy-1"), "main-1", with({ _ in }, full: true),
+             .stage(base: "release_2", swap: true, why: .full)),
+            (releases(live: "release_2"), "main-1", plan, .stage(base: "release_2", swap: true, why: .notVerified)),
+            (releases(live: "release_2", verified: verified, liveDigest: "copy-1"), "main-2", plan, .stage(base: "release_2", swap: true, why: .mainChanged)),
+            (releases(live: "release_2", verified: verified, liveDigest: "copy-9"), "main-1", plan, .stage(base: "release_2", swap: true, why: .copyChanged)),
+            (releases(live: "release_2", verified: verified, liveDigest: "copy-1"), nil, plan, .stage(base: "release_2", swap: true, why: .mainChanged)),
+        ]
+        for (releases, main, plan, expected) in cases {
+            #expect(ReleaseDecision.decide(plan, releases: releases, mainDigest: main) == expected, "\(releases)")
+        }
+        let inPlace = with { $0.strategy = .inPlace }
+        #expect(ReleaseDecision.decide(inPlace, releases: releases(live: "release_2", verified: verified, liveDigest: "copy-1"), mainDigest: "main-1")
+                == .inPlace)
+    }
+
+    @Test("kept services stay only when no data changed and exactly the wanted services run")
+    func servicesStay() {
+        let wanted = plan.startedServices(workerServices: ["short-worker", "long-worker"])
+        #expect(wanted == ["schedule", "long-worker", "short-worker"])
+        #expect(ReleaseDecision.servicesStay(dataChanges: 0, running: ["short-worker", "schedule", "long-worker"], wanted: wanted))
+        #expect(!ReleaseDecision.servicesStay(dataChanges: 1, running: wanted, wanted: wanted))
+        #expect(!ReleaseDecision.servicesStay(dataChanges: 0, running: ["schedule", "short-worker"], wanted: wanted))
+        #expect(with { $0.scheduler = false }.startedServices(workerServices: ["short-worker"]) == ["short-worker"])
+    }
+
+    @Test("rollback goes to the recorded previous release, else the newest older one, else nowhere")
+    func rollbackTarget() {
+        #expect(ReleaseDecision.rollbackTarget(WorkerReleases(live: "release_3", previous: "release_1", all: ["release_1", "release_2", "release_3"]))
+                == "release_1")
+        #expect(ReleaseDecision.rollbackTarget(WorkerReleases(live: "release_3", previous: "release_0", all: ["release_1", "release_2", "release_3"]))
+                == "release_2", "a recorded release that is gone is skipped")
+        #expect(ReleaseDecision.rollbackTarget(WorkerReleases(live: "release_1", all: ["release_1"])) == nil)
+    }
+}
