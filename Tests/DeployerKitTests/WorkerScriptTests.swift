@@ -186,6 +186,65 @@ struct WorkerScriptTests {
         withExtendedLifetime(listener) {}
     }
 
+    /// Runs one of the script's functions with ARGS, the script's own code up to its phase dispatch.
+    func function(_ call: String, _ arguments: [String], directory: String? = nil) async throws -> CommandOutput {
+        let script = try RemoteScript.worker().text
+        let body = script.replacingOccurrences(of: "\ncase $phase in", with: "\n\(call); exit $?\ncase $phase in")
+        return try await SubprocessRunner().run(Command("/bin/sh", ["-s", "--", "function", directory ?? workspace, "--"] + arguments,
+                                                        standardInput: body))
+    }
+
+    @Test("stop waits: the script reads the rules the tool sends the way StopRules does (first match wins)")
+    func stopWaits() async throws {
+        for timeout in [nil, 42] {
+            let rules = StopRules.forWorker(stopTimeout: timeout)
+            let argument = try #require(WorkerPhase.stop(rules).arguments(workspace: "/w").last?.dropFirst("--stop=".count))
+            for service in ["long-worker", "short-worker", "default-worker", "schedule", "frappe"] {
+                let output = try await function("stop_wait \"$1\" \"$2\"", [service, String(argument)])
+                #expect(output.standardOutput == "\(rules.seconds(for: service))\n", "\(service) under \(argument)")
+            }
+        }
+    }
+
+    static let composeAvailable = FileManager.default.isExecutableFile(atPath: "/usr/local/lib/docker/cli-plugins/docker-compose")
+
+    @Test("a generation's override pins the release: /workspace replaced by the view, the release and deployment-data mounted, its own container names, the rest kept",
+          .enabled(if: composeAvailable, "needs the docker compose plugin (scripts/testbed.sh install); no Docker engine"))
+    func generationOverride() async throws {
+        // FM-like compose files: named containers, ./workspace mounted, an external volume.
+        try FileManager.default.createDirectory(atPath: workspace + "/release_1", withIntermediateDirectories: true)
+        let service = { (name: String) in
+            "  \(name):\n    image: x\n    container_name: fm__a__\(name)\n    volumes: [\"./workspace:/workspace\", \"fm-sockets:/fm-sockets\"]\n"
+        }
+        try ("services:\n" + service("schedule") + "volumes:\n  fm-sockets:\n    name: fm__a__fm-sockets\n    external: true\n")
+            .write(toFile: site + "/docker-compose.yml", atomically: true, encoding: .utf8)
+        try ("services:\n" + service("short-worker") + "volumes:\n  fm-sockets:\n    name: fm__a__fm-sockets\n    external: true\n")
+            .write(toFile: site + "/docker-compose.workers.yml", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: site + "/.frappe-deployer/generations", withIntermediateDirectories: true)
+        let output = try await function("find_compose; write_generation gen1 release_1 \"$@\" && project_compose gen1 config --format json",
+                                        ["schedule", "short-worker"])
+        #expect(output.exitCode == 0, "\(output.standardErrorTail)")
+        let config = try #require(try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [String: Any])
+        #expect(config["name"] as? String == "gen1")
+        let services = try #require(config["services"] as? [String: [String: Any]])
+        for name in ["schedule", "short-worker"] {
+            let definition = try #require(services[name])
+            #expect(definition["container_name"] as? String == "gen1-\(name)")
+            let labels = definition["labels"] as? [String: String]
+            #expect(labels?["frappe-deployer.release"] == "release_1")
+            let mounts = (definition["volumes"] as? [[String: Any]] ?? []).map { "\($0["target"] ?? "") <- \($0["source"] ?? "")" }.sorted()
+            #expect(mounts == [
+                "/fm-sockets <- fm-sockets",
+                "/workspace <- \(site)/.frappe-deployer/generations/gen1.view",
+                "/workspace/deployment-data <- \(workspace)/deployment-data",
+                "/workspace/frappe-bench <- \(workspace)/release_1",
+            ], "\(name)")
+        }
+        // The view holds only the two mount points.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: site + "/.frappe-deployer/generations/gen1.view").sorted()
+                == ["deployment-data", "frappe-bench"])
+    }
+
     @Test("lock: a lock whose session is gone is stale and recovered")
     func staleLock() async throws {
         let state = site + "/.frappe-deployer"

@@ -957,8 +957,18 @@ do_handover() {
         record "$state/releases" "previous=$dh_old_release"
     fi
     dh_flip=""
-    if case " $dh_olds " in *" $(base_project) "*) true ;; *) false ;; esac; then
-        # The old generation reads through frappe-bench: the flip waits until it has drained.
+    dh_base=$(base_project)
+    dh_base_serves=no
+    case " $dh_olds " in
+        *" $dh_base "*)
+            for dh_service in $(running_in "$dh_base"); do
+                case " $* " in *" $dh_service "*) dh_base_serves=yes ;; esac
+            done
+            ;;
+    esac
+    if [ $dh_base_serves = yes ]; then
+        # Old workers of the site's own project read through frappe-bench: the flip waits until
+        # they have drained, so their running jobs never read the new release.
         dh_flip=$dh_release
         printf 'flip=deferred\n'
     else
@@ -983,7 +993,7 @@ do_handover() {
         dh_each_aside=""
         [ "$dh_each" = "$dh_old" ] && dh_each_aside=$dh_aside
         dh_each_flip=""
-        [ "$dh_each" = "$(base_project)" ] && dh_each_flip=$dh_flip
+        [ "$dh_each" = "$dh_base" ] && dh_each_flip=$dh_flip
         (
             trap '' HUP INT TERM PIPE
             drain "$dh_each" "${dh_each_release:--}" "$dh_stop" "$dh_each_flip" "$dh_each_aside" "${dh_workers%% *}" "$dh_told" 2>> "$state/drain.log"
