@@ -20,10 +20,11 @@ final class JobFlowIntegrationTests {
     let directory: TemporaryDirectory
     let fixture: WorkspaceFixture
     let worker: TestbedWorker
+    let index: Int
 
     init() async throws {
         Self.nextIndex += 1
-        let index = Self.nextIndex
+        index = Self.nextIndex
         directory = try TemporaryDirectory(prefix: "fd-jobs")
         fixture = try WorkspaceFixture.create(benchesPath: directory.path + "/benches", site: Self.site, release: Self.r1,
                                               mainAddress: "10.213.\(index).1", jobs: true)
@@ -105,6 +106,14 @@ final class JobFlowIntegrationTests {
             #expect(beat.redisQueue == redis)
             #expect(beat.dbHost == fixture.mainAddress)
         }
+        // status reads RQ's suspend flag in the shared queue Redis (what `fmx restart` sets).
+        let host = "10.213.\(index).1"
+        #expect(try await tool("status").standardOutput.contains("queue: taking jobs"))
+        _ = try await SubprocessRunner().run(Command("redis-cli", ["-h", host, "-p", "11000", "SET", "rq:suspended", "1"]))
+        let suspended = try await tool("status")
+        #expect(suspended.standardOutput.contains("queue: SUSPENDED (no job runs anywhere)"), "\(suspended.standardOutput)")
+        #expect(suspended.standardOutput.contains("warning: the queue of \(Self.site) is suspended"), "\(suspended.standardOutput)")
+        _ = try await SubprocessRunner().run(Command("redis-cli", ["-h", host, "-p", "11000", "DEL", "rq:suspended"]))
     }
 
     @Test("a sync under steady load with a 15 s job on the long queue: no job lost, killed or run twice; the long job ran its old code to the end; later jobs run the new release; one scheduler at a time")

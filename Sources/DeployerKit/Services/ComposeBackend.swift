@@ -12,7 +12,7 @@ public struct ComposeBackend: ServiceBackend {
         let failure = { connection.failure(step: SyncStep.switchRelease.rawValue, command: reply.command, output: reply.output) }
         switch reply.exit {
         case .ok?, .rolledBack?, .switchFailed?: return SwitchAnswer(reply.facts, exitCode: reply.output.exitCode)
-        case .servicesFailed?: throw SwitchInterrupted.stopFailed(failure())
+        case .servicesFailed?: throw SwitchInterrupted.releaseNotInPlace(failure())
         default: throw SwitchInterrupted.outcomeUnknown(failure())
         }
     }

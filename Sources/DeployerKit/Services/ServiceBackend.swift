@@ -20,15 +20,16 @@ public protocol ServiceBackend: Sendable {
 
 /// A switch that ended without a new release and without an undo to report.
 public enum SwitchInterrupted: Error, Sendable {
-    /// Stopping the old services failed; they were started again, nothing else changed.
-    case stopFailed(RemoteError)
+    /// The new release could not be put in place (a staged copy not swapped in); the old
+    /// services still run, nothing else changed.
+    case releaseNotInPlace(RemoteError)
     /// The worker did not report how the switch ended (the connection dropped, or the switch was
     /// refused before it began).
     case outcomeUnknown(RemoteError)
 
     public var underlying: RemoteError {
         switch self {
-        case .stopFailed(let error), .outcomeUnknown(let error): error
+        case .releaseNotInPlace(let error), .outcomeUnknown(let error): error
         }
     }
 }

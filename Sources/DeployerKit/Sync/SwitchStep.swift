@@ -13,7 +13,7 @@ extension WorkerSession {
                 answer = try await services.switchRelease(request, onLine: onLine)
             } catch let interrupted as SwitchInterrupted {
                 switch interrupted {
-                case .stopFailed: workerState = .described("unchanged: stopping the services failed, so the old release was started again")
+                case .releaseNotInPlace: workerState = .described("unchanged: the new release could not be put in place; the old workers still run")
                 case .outcomeUnknown:
                     workerState = .described("unknown: the switch's outcome was not reported; see \(worker.siteDirectory)/.frappe-deployer/switch.log on the worker")
                 }
