@@ -84,7 +84,10 @@ struct ExcludeRulesTests {
         let receiver = directory.path + "/worker/deployment-data"
         // The receiver's own copies of excluded paths, which must survive --delete.
         let own = ["sites/a.test/public/files/worker-upload.jpg", "sites/a.test/private/backups/worker.sql.gz",
-                   "logs/worker.log", "logs/worker.log.2", "config/pids/worker.pid", "sites/other/private/keep.txt"]
+                   "logs/worker.log", "logs/worker.log.2", "config/pids/worker.pid", "sites/other/private/keep.txt",
+                   "sites/a.test/locks/job-on-worker.lock"]
+        // A lock a job of the main server holds: never sent.
+        try Data("main".utf8).write(to: URL(fileURLWithPath: fixture.deploymentData + "/sites/a.test/locks/job-on-main.lock"))
         for path in own {
             let full = receiver + "/" + path
             try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
@@ -101,12 +104,34 @@ struct ExcludeRulesTests {
         for path in own { #expect(fm.fileExists(atPath: receiver + "/" + path), "deleted \(path)") }
         #expect(!fm.fileExists(atPath: receiver + "/sites/stale.json"))
         for excluded in ["sites/a.test/public/files/upload-photo.jpg", "sites/a.test/private/files/contract.pdf",
-                         "logs/web.log", "logs/web.log.1", "logs/worker.error.log.3.gz", "config/pids/web.pid"] {
+                         "logs/web.log", "logs/web.log.1", "logs/worker.error.log.3.gz", "config/pids/web.pid",
+                         "sites/a.test/locks/job-on-main.lock"] {
             #expect(!fm.fileExists(atPath: receiver + "/" + excluded), "sent \(excluded)")
         }
         for synced in ["sites/common_site_config.workers.json", "sites/a.test/site_config.workers.json", "config/supervisor.conf"] {
             #expect(fm.fileExists(atPath: receiver + "/" + synced), "missing \(synced)")
         }
+    }
+
+    @Test("rule syntax in an operator's pattern ('!', '+ ', merge) cannot clear or undo the built-in excludes",
+          arguments: ["!", "+ /sites/*/private/", "+ *", "merge /etc/passwd", ":.rsync-filter", "-! x"])
+    func userRulesAreLiteral(pattern: String) async throws {
+        let directory = try TemporaryDirectory(prefix: "fd-rules")
+        let fixture = try WorkspaceFixture.create(benchesPath: directory.path + "/main", site: "a.test", release: "release_1",
+                                                  profile: FixtureProfile(files: 4, bytes: 1_000))
+        var worker = WorkerSettings(server: "w", workspacePath: "/w")
+        worker.excludePatterns = [pattern]
+        let receiver = directory.path + "/worker/deployment-data"
+        let own = receiver + "/sites/a.test/private/files/worker-only.pdf"
+        try FileManager.default.createDirectory(atPath: (own as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data("the worker's own".utf8).write(to: URL(fileURLWithPath: own))
+        let transfer = try #require(try Self.plan(fixture, worker: worker).transfers(base: nil).first { $0.name == "deployment-data" })
+        let output = try await Self.run(transfer, into: receiver, scratch: directory.path)
+        #expect(output.exitCode == 0, "\(output.standardErrorTail)")
+        #expect(FileManager.default.fileExists(atPath: own), "the worker's private file was deleted under \(pattern)")
+        #expect(!FileManager.default.fileExists(atPath: receiver + "/sites/a.test/private/files/contract.pdf"),
+                "the main server's private files were sent under \(pattern)")
+        #expect(!FileManager.default.fileExists(atPath: receiver + "/config/pids/web.pid"))
     }
 
     @Test("the release's VCS, node_modules, bytecode, caches, logs and config links stay behind")

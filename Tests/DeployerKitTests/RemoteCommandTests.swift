@@ -99,7 +99,7 @@ struct RemoteCommandTests {
             #expect(arguments.contains(option), "missing \(option)")
         }
         #expect(!arguments.contains { $0.hasPrefix("--delete-excluded") })
-        #expect(arguments.contains("--exclude=.git/") && arguments.contains("--exclude=*.pyc"))
+        #expect(arguments.contains("--filter=- .git/") && arguments.contains("--filter=- *.pyc"))
         #expect(Array(arguments.suffix(3)) == ["--", "/w/release_1/", "frappe@10.0.0.5:/r/release_1/"])
         #expect(!arguments.contains("--relative"))
         #expect(!arguments.contains { $0.hasPrefix("--out-format") })

@@ -169,15 +169,19 @@ final class SyncIntegrationTests {
         expectSuccess(try await sync())
         let data = workspaceOnHost + "/deployment-data"
         let own = ["sites/\(Self.site)/public/files/worker-upload.png", "sites/\(Self.site)/private/backups/worker-backup.sql.gz",
-                   "logs/worker.log", "logs/worker.log.1", "config/pids/worker.pid"]
+                   "logs/worker.log", "logs/worker.log.1", "config/pids/worker.pid", "sites/\(Self.site)/locks/job-on-worker.lock"]
         for path in own { try write(path, "worker's own\n", under: data) }
         try await chownToFrappe(data)
-        expectSuccess(try await sync())
+        // A lock a job on the main server holds, and operator patterns written in rsync's rule
+        // syntax: none may send the main server's files or delete the worker's own.
+        try write("sites/\(Self.site)/locks/job-on-main.lock", "main's own\n", under: fixture.deploymentData)
+        expectSuccess(try await sync(["--exclude", "!", "--exclude", "+ /sites/*/private/"]))
         for path in own { #expect(FileManager.default.fileExists(atPath: data + "/" + path), "deleted \(path)") }
         for excluded in ["deployment-data/sites/\(Self.site)/public/files/upload-photo.jpg",
                          "deployment-data/sites/\(Self.site)/private/files/contract.pdf",
                          "deployment-data/sites/\(Self.site)/private/backups/20261120_000000-database.sql.gz",
                          "deployment-data/logs/web.log", "deployment-data/logs/web.log.1", "deployment-data/config/pids/web.pid",
+                         "deployment-data/sites/\(Self.site)/locks/job-on-main.lock",
                          "release_20261120_101500/apps/frappe/.git", "release_20261120_101500/apps/frappe/node_modules",
                          "release_20261120_101500/apps/frappe/frappe/__pycache__", "release_20261120_101500/apps/frappe/frappe/stray.pyc"] {
             #expect(!exists(excluded), "transferred \(excluded)")

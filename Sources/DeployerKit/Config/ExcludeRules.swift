@@ -16,8 +16,17 @@ public enum ExcludeRules {
     }
 
     /// Excluded from deployment-data: large user files (uploads, private files and backups of every
-    /// site) and the main server's pid files, which describe processes of another host.
-    public static let deploymentData = everywhere + ["/sites/*/public/files/", "/sites/*/private/", "/config/pids/*"]
+    /// site), the main server's pid files, which describe processes of another host, and Frappe's
+    /// file locks (`sites/SITE/locks/`), which belong to the jobs of the host that holds them: a
+    /// worker's are never deleted while its jobs hold them, and the main server's are never sent.
+    public static let deploymentData = everywhere + ["/sites/*/public/files/", "/sites/*/private/", "/config/pids/*", "/sites/*/locks/*"]
+
+    /// How an exclude pattern reaches rsync: an exclude rule with the pattern after it
+    /// (`--filter=- PATTERN`), never `--exclude=PATTERN`, which reads a lone `!` as "clear the
+    /// list". So every pattern, the operator's included, is taken literally: rule syntax in it
+    /// (`!`, `+ `, `- `, `merge`, `:`) cannot remove or undo a built-in exclude, and the built-in
+    /// rules come first, where rsync's first match wins.
+    public static func filterArgument(_ pattern: String) -> String { "--filter=- \(pattern)" }
 
     /// A user pattern in the form rsync takes after `--exclude=`; the spec's config example writes
     /// them with the `--exclude=` prefix, so that prefix is accepted and removed.

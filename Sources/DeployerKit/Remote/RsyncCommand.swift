@@ -76,7 +76,7 @@ public enum RsyncCommand {
         case .progress: arguments.append("--info=progress2")
         case .dryRun: arguments += ["--dry-run", "--out-format=%i %l %n"]
         }
-        arguments += transfer.excludes.map { "--exclude=\($0)" }
+        arguments += transfer.excludes.map(ExcludeRules.filterArgument)
         arguments += transfer.filters.map { "--filter=\($0)" }
         arguments.append("--")
         arguments += transfer.sources

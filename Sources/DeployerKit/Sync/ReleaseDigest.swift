@@ -9,7 +9,7 @@ public enum ReleaseDigest {
     /// The main server's digest of `plan`'s release, or nil when rsync cannot list it.
     public static func local(_ plan: SyncPlan, runner: any CommandRunning) async -> String? {
         var command = Command("/usr/bin/env", ["TZ=UTC", "LC_ALL=C", "rsync", "-a", "--list-only"]
-            + plan.releaseExcludes.map { "--exclude=\($0)" } + ["--", plan.workspace.releasePath + "/"])
+            + plan.releaseExcludes.map(ExcludeRules.filterArgument) + ["--", plan.workspace.releasePath + "/"])
         // Only the digest is needed: the listing is hashed line by line as it streams.
         let hasher = LineHasher()
         command.keepsLine = { _ in false }

@@ -191,9 +191,10 @@ switch_running() {
 release_digest() {
     rd_root=$1
     shift
-    # Each PATTERN becomes --exclude=PATTERN, in place (the list is expanded once, up front).
+    # Each PATTERN becomes --filter=- PATTERN, as the tool passes them to rsync (the list is
+    # expanded once, up front).
     for rd_pattern in "$@"; do
-        set -- "$@" "--exclude=$rd_pattern"
+        set -- "$@" "--filter=- $rd_pattern"
         shift
     done
     TZ=UTC LC_ALL=C rsync -a --list-only "$@" -- "$rd_root/" | grep -v '^d' | cksum | tr ' ' '-'
