@@ -126,6 +126,15 @@ public struct DrainRecord: Sendable, Equatable, Encodable {
     public var killed: [String]
     public var finished: Date?
 
+    /// A generation the switch just told to stop, with the services still running then.
+    init(told generation: String, release: String, running: [String]) {
+        self.generation = generation
+        self.release = release
+        self.running = running.sorted()
+        draining = !running.isEmpty
+        killed = []
+    }
+
     /// Reads `PROJECT RELEASE SINCE STATE RUNNING KILLED DONE` (lists comma-separated, - for none).
     init?(_ line: String) {
         let fields = line.split(separator: " ").map(String.init)
@@ -244,9 +253,11 @@ public struct SwitchAnswer: Sendable, Equatable {
 
     public init(_ facts: WorkerFacts, exitCode: Int32) {
         exit = WorkerExit(rawValue: exitCode)
+        // draining_N=PROJECT RELEASE RUNNING (comma-separated, - for none)
         draining = facts.indexed("draining").compactMap { line in
             let fields = line.split(separator: " ").map(String.init)
-            return fields.count == 3 ? DrainRecord("\(fields[0]) \(fields[1]) - draining \(fields[2]) - -") : nil
+            guard fields.count == 3 else { return nil }
+            return DrainRecord(told: fields[0], release: fields[1], running: fields[2] == "-" ? [] : fields[2].split(separator: ",").map(String.init))
         }
         flipDeferred = facts.text("flip") == "deferred"
         schedulerGapSeconds = facts.number("scheduler_gap_ms").map { $0 / 1000 }

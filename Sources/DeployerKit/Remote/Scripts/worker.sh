@@ -94,6 +94,7 @@ base_files="-f docker-compose.yml"
 all_files="-f docker-compose.yml -f docker-compose.workers.yml"
 worker_files="-f docker-compose.workers.yml"
 compose_cmd=""
+base_name=""
 
 # The value of option NAME, or fail naming it.
 required() {
@@ -211,6 +212,7 @@ preflight() {
     command -v rsync >/dev/null 2>&1 || fail 3 "rsync is not installed on the worker: install it (apt-get install rsync)"
     docker info >/dev/null 2>&1 || fail 3 "cannot reach the Docker engine on the worker as $(id -un): is dockerd running and is the user in the docker group?"
     find_compose
+    know_base
     # (on failure, services_of's one line on stderr is what is captured: compose's own error)
     # shellcheck disable=SC2086
     pf_workers=$(services_of $worker_files 2>&1) || fail 3 "$site_dir/docker-compose.workers.yml is not a valid compose file: $pf_workers"
@@ -321,6 +323,7 @@ status() {
     required site >/dev/null
     [ -d "$site_dir" ] || fail 3 "$site_dir does not exist on the worker"
     find_compose optional
+    know_base
     st_current=$(live_release)
     printf 'current_release=%s\n' "$st_current"
     opt_digest=yes
@@ -330,12 +333,13 @@ status() {
     # One service:state pair per container of the live generation (running, exited, restarting...).
     st_live=$(live_project 2>/dev/null)
     printf 'live_generation=%s\n' "$st_live"
-    printf 'service_states=%s\n' "$(project_compose "${st_live:-$(base_project 2>/dev/null)}" ps -a --format '{{.Service}}:{{.State}}' 2>/dev/null | sort | tr '\n' ' ' | sed 's/ *$//')"
+    st_project=${st_live:-$base_name}
+    printf 'service_states=%s\n' "$(project_compose "$st_project" ps -a --format '{{.Service}}:{{.State}}' 2>/dev/null | sort | tr '\n' ' ' | sed 's/ *$//')"
     drain_facts 2>/dev/null
     # RQ's suspend flag (what FM's `fmx restart` sets while it drains): a suspended queue looks
     # healthy and runs nothing, on the main server and every worker. Read through a live worker.
-    st_worker=$(project_compose "${st_live:-$(base_project 2>/dev/null)}" ps --services --status running 2>/dev/null | grep -v '^schedule$' | head -n 1)
-    if [ -n "$st_worker" ] && st_flag=$(project_compose "${st_live:-$(base_project)}" exec -T "$st_worker" /workspace/frappe-bench/env/bin/python -c "$suspended_py" 2>/dev/null); then
+    st_worker=$(project_compose "$st_project" ps --services --status running 2>/dev/null | grep -v '^schedule$' | head -n 1)
+    if [ -n "$st_worker" ] && st_flag=$(project_compose "$st_project" exec -T "$st_worker" /workspace/frappe-bench/env/bin/python -c "$suspended_py" 2>/dev/null); then
         printf 'queue_suspended=%s\n' "$st_flag"
     fi
     if [ -f "$state/lock" ]; then
@@ -453,12 +457,22 @@ unstage() {
 
 gen_dir="$state/generations"
 
-# The site's own Compose project name (as compose derives it from the site dir).
+# The site's own Compose project name (as compose derives it from the site dir): read once per
+# run by know_base, which the phases that need it call first (a `compose config` each time would
+# parse both files again for every project looked at).
 base_project() {
+    if [ -n "$base_name" ]; then
+        printf '%s\n' "$base_name"
+        return
+    fi
     # shellcheck disable=SC2086
     bp_name=$(compose $all_files config 2>/dev/null | sed -n 's/^name: *//p' | head -n 1)
     [ -n "$bp_name" ] || bp_name=$(basename -- "$site_dir" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-')
     printf '%s\n' "$bp_name"
+}
+
+know_base() {
+    base_name=$(base_project)
 }
 
 # Runs Compose for generation PROJECT: with its override, or the site's own project.
@@ -1021,6 +1035,7 @@ switch() {
     esac
     [ $# -gt 0 ] || fail 2 "switch needs the services to start after --"
     find_compose
+    know_base
     mkdir -p "$state" "$gen_dir"
     [ -d "$workspace/$sw_release" ] || fail 4 "release $workspace/$sw_release is not on the worker"
     if sw_draining=$(draining_projects) && [ -n "$sw_draining" ]; then
@@ -1071,6 +1086,7 @@ prune() {
 stop() {
     st_rules=$(required stop)
     find_compose
+    know_base
     mkdir -p "$workspace/deployment-data" "$state"
     # The live release is about to be rewritten in place: it is no longer a verified copy.
     rm -f "$state/verified"
@@ -1099,6 +1115,7 @@ start() {
     sr_settle=$(required settle)
     [ $# -gt 0 ] || fail 2 "start needs the services to start after --"
     find_compose
+    know_base
     start_services "$sr_settle" "${opt_deps:-}" "$@" || exit 5
     # Jobs the stopped workers lost to RQ's warm shutdown go back on their queues.
     sr_worker=$(printf '%s\n' "$@" | grep -v '^schedule$' | head -n 1)
