@@ -11,7 +11,8 @@ extension RemoteWorker {
             discussion: """
                 Staged (default): take the worker's lock; transfer the release into a new directory while \
                 the old workers keep running, reusing the worker's previous release for unchanged files; \
-                link the worker configs (*.workers.json) inside it; then hand over: the new release's \
+                give it its own copy of the worker configs (*.workers.json) and link them, so a release \
+                keeps the configuration it went live with (a rollback too); then hand over: the new release's \
                 `schedule` and docker-compose.workers.yml services start as a new generation beside \
                 the running ones, are checked, take jobs, and only then are the old ones told to stop: \
                 they finish their running jobs on their own release (each within its --stop-timeout), \

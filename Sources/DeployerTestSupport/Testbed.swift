@@ -279,6 +279,7 @@ public enum ReleaseComparison {
             return parts.contains { [".git", "node_modules", "__pycache__", ".cache"].contains($0) }
                 || path.hasSuffix(".pyc") || path.hasSuffix(".log")
                 || path == "sites/common_site_config.json" || path == "sites/\(site)/site_config.json"
+                || path == "sites/common_site_config.workers.json" || path == "sites/\(site)/site_config.workers.json"
         }
         let local = TreeSnapshot(main, ignoring: skip)
         let remote = TreeSnapshot(worker, ignoring: skip)

@@ -24,9 +24,21 @@ struct ReleaseDecisionTests {
     }
 
     let verified = VerifiedCopy(release: "release_2", mainDigest: "main-1", copyDigest: "copy-1")
-    func releases(live: String?, verified: VerifiedCopy? = nil, liveDigest: String? = nil) -> WorkerReleases {
+    /// A worker's releases; the live one has the main server's worker configs unless `configs` says otherwise.
+    func releases(live: String?, verified: VerifiedCopy? = nil, liveDigest: String? = nil, configs: String? = "") -> WorkerReleases {
         WorkerReleases(live: live, previous: nil, all: ["release_1", "release_2"].filter { $0 <= (live ?? "release_1") }, verified: verified,
-                       liveDigest: liveDigest)
+                       liveDigest: liveDigest, liveConfigs: configs == "" ? plan.workerConfigs : configs)
+    }
+
+    @Test("the main server's worker configs are fingerprinted by size and modification second, as the worker prints them")
+    func configFingerprint() throws {
+        let files = plan.workspace.workerConfigFiles
+        let date = Date(timeIntervalSince1970: 1_795_000_000.75)
+        for file in files { try FileManager.default.setAttributes([.modificationDate: date], ofItemAtPath: file) }
+        let sizes = try files.map { try #require(FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) }
+        #expect(plan.workspace.workerConfigFingerprint() == "\(sizes[0]):1795000000 \(sizes[1]):1795000000")
+        try FileManager.default.removeItem(atPath: files[1])
+        #expect(plan.workspace.workerConfigFingerprint() == nil)
     }
 
     @Test("a verified live copy whose digests both still match is kept")
@@ -46,6 +58,11 @@ struct ReleaseDecisionTests {
             (releases(live: "release_2", verified: verified, liveDigest: "copy-1"), "main-2", plan, .stage(base: "release_2", swap: true, why: .mainChanged)),
             (releases(live: "release_2", verified: verified, liveDigest: "copy-9"), "main-1", plan, .stage(base: "release_2", swap: true, why: .copyChanged)),
             (releases(live: "release_2", verified: verified, liveDigest: "copy-1"), nil, plan, .stage(base: "release_2", swap: true, why: .mainChanged)),
+            // The live release's own worker configs are not the main server's (or it has none).
+            (releases(live: "release_2", verified: verified, liveDigest: "copy-1", configs: "1:2 3:4"), "main-1", plan,
+             .stage(base: "release_2", swap: true, why: .configsChanged)),
+            (releases(live: "release_2", verified: verified, liveDigest: "copy-1", configs: nil), "main-1", plan,
+             .stage(base: "release_2", swap: true, why: .configsChanged)),
         ]
         for (releases, main, plan, expected) in cases {
             #expect(ReleaseDecision.decide(plan, releases: releases, mainDigest: main) == expected, "\(releases)")

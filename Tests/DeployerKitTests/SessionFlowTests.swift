@@ -47,6 +47,7 @@ struct SessionFlowTests {
         verified_main=\(digest)
         verified_copy=copy-1
         live_digest=copy-1
+        live_configs=\(plan.workerConfigs ?? "")
         running=\(running)
         """
     }
@@ -134,6 +135,15 @@ struct SessionFlowTests {
 
     @Test("status: releases, services, lock and last sync from the worker; the verified release by digests, data by rsync")
     func status() async throws {
+        try await status(liveConfigs: plan.workerConfigs ?? "", configDrift: 0)
+    }
+
+    @Test("status counts the live release's own worker configs as drift when they are not the main server's")
+    func statusConfigDrift() async throws {
+        try await status(liveConfigs: "1:2 3:4", configDrift: 1)
+    }
+
+    func status(liveConfigs: String, configDrift: Int) async throws {
         let digest = try await mainDigest()
         let runner = RecordingRunner { command in
             if command.scriptPhase == "status" {
@@ -145,6 +155,7 @@ struct SessionFlowTests {
                     verified_main=\(digest)
                     verified_copy=copy-1
                     live_digest=copy-1
+                    live_configs=\(liveConfigs)
                     worker_services=short-worker long-worker
                     service_states=long-worker:running schedule:running short-worker:exited
                     lock_holder=ops@main pid 4
@@ -166,8 +177,9 @@ struct SessionFlowTests {
         #expect(status.lock?.since == Date(timeIntervalSince1970: 1_795_599_000))
         #expect(status.lastSync?.downtimeSeconds == 1.25)
         // The verified release is compared by digests (nothing read), deployment-data by rsync.
-        #expect(status.driftByTree?.map(\.name) == ["release", "deployment-data"])
-        #expect(status.drift == 1)
+        #expect(status.driftByTree?.map(\.name) == ["release", "deployment-data", "worker configs"])
+        #expect(status.driftByTree?.last?.total == configDrift)
+        #expect(status.drift == 1 + configDrift)
         #expect(runner.commands.filter { $0.arguments.contains("--dry-run") }.count == 1)
     }
 

@@ -69,11 +69,20 @@ struct WorkerScriptTests {
         #expect(output.standardOutput == "live_release=release_2\n")
         let fm = FileManager.default
         #expect(try fm.destinationOfSymbolicLink(atPath: fixture.workspace + "/frappe-bench") == "release_2")
-        #expect(try fm.destinationOfSymbolicLink(atPath: release + "/sites/common_site_config.json") == "../../deployment-data/sites/common_site_config.workers.json")
-        #expect(try fm.destinationOfSymbolicLink(atPath: release + "/sites/a.test/site_config.json") == "../../../deployment-data/sites/a.test/site_config.workers.json")
-        // The links resolve to the worker configs.
+        // The release links to its own copies of the worker configs, which keep their files' times.
+        #expect(try fm.destinationOfSymbolicLink(atPath: release + "/sites/common_site_config.json") == "common_site_config.workers.json")
+        #expect(try fm.destinationOfSymbolicLink(atPath: release + "/sites/a.test/site_config.json") == "site_config.workers.json")
         let linked = try String(contentsOfFile: release + "/sites/common_site_config.json", encoding: .utf8)
         #expect(linked.contains(fixture.workersRedisQueue))
+        for (copy, original) in [("sites/common_site_config.workers.json", "sites/common_site_config.workers.json"),
+                                 ("sites/a.test/site_config.workers.json", "sites/a.test/site_config.workers.json")] {
+            #expect(fm.contentsEqual(atPath: release + "/" + copy, andPath: fixture.deploymentData + "/" + original))
+            #expect(try fm.attributesOfItem(atPath: release + "/" + copy)[.modificationDate] as? Date
+                    == fm.attributesOfItem(atPath: fixture.deploymentData + "/" + original)[.modificationDate] as? Date)
+        }
+        // The deployment-data files are not the copies: a later sync's config never reaches this release.
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: fixture.deploymentData + "/sites/common_site_config.workers.json"))
+        #expect(try String(contentsOfFile: release + "/sites/common_site_config.json", encoding: .utf8).contains(fixture.workersRedisQueue))
         for required in ["deployment-data/sites/a.test/private/files", "deployment-data/sites/a.test/public/files", "frappe-bench/config/pids"] {
             var isDirectory: ObjCBool = false
             #expect(fm.fileExists(atPath: fixture.workspace + "/" + required, isDirectory: &isDirectory) && isDirectory.boolValue, "\(required)")
@@ -281,7 +290,7 @@ struct WorkerScriptTests {
         #expect(fresh.standardOutput.hasSuffix("swap=no\n"), "\(fresh.standardErrorTail)")
         #expect(fresh.standardOutput.hasPrefix("digest="))
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.workspace + "/release_2/sites/common_site_config.json")
-                == "../../deployment-data/sites/common_site_config.workers.json")
+                == "common_site_config.workers.json")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.workspace + "/frappe-bench") == "release_1")
 
         let again = fixture.workspace + "/.fd-staging-release_1-u"

@@ -10,9 +10,11 @@ public enum ExcludeRules {
     ]
 
     /// Excluded from the release: the two config links that the worker points at its own
-    /// `.workers.json` files, so the main server's configuration never lands on a worker.
+    /// `.workers.json` files, so the main server's configuration never lands on a worker, and the
+    /// release's own copies of those files beside them (made on the worker, never deleted by a sync).
     public static func release(site: String) -> [String] {
-        everywhere + ["/sites/common_site_config.json", "/sites/\(site)/site_config.json"]
+        everywhere + ["/sites/common_site_config.json", "/sites/\(site)/site_config.json",
+                      "/sites/common_site_config.workers.json", "/sites/\(site)/site_config.workers.json"]
     }
 
     /// Excluded from deployment-data: large user files (uploads, private files and backups of every

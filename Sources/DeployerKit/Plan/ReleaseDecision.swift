@@ -19,6 +19,7 @@ public enum ReleaseDecision: Sendable, Equatable {
         case notVerified
         case mainChanged
         case copyChanged
+        case configsChanged
 
         public var text: String {
             switch self {
@@ -28,6 +29,7 @@ public enum ReleaseDecision: Sendable, Equatable {
             case .notVerified: "not verified: staging a fresh copy"
             case .mainChanged: "the main server's release changed since: staging a fresh copy"
             case .copyChanged: "the worker's copy changed since: staging a fresh copy"
+            case .configsChanged: "the worker configs (*.workers.json) changed: staging a fresh copy that keeps them"
             }
         }
     }
@@ -43,7 +45,11 @@ public enum ReleaseDecision: Sendable, Equatable {
         guard live == plan.release else { return stage(.otherRelease(live: live)) }
         if plan.full { return stage(.full) }
         switch verifiedCopy(of: plan.release, releases: releases, mainDigest: mainDigest) {
-        case .success(let copy): return .keep(copy)
+        case .success(let copy):
+            // Each release keeps the worker configs it went live with, so the running one is never
+            // changed under its workers: new configs go live, and roll back, with a fresh copy.
+            if let configs = plan.workerConfigs, releases.liveConfigs != configs { return stage(.configsChanged) }
+            return .keep(copy)
         case .failure(let why): return stage(why.reason)
         }
     }

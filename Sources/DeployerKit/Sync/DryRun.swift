@@ -106,15 +106,15 @@ extension SyncRunner {
                 return report
             }
             report.steps.append("restart as a new generation of \(plan.release): start \(start.joined(separator: ", ")) beside the running ones, \(checks), then tell \(stopping) to stop (they finish their jobs)")
-        case .stage:
-            report.steps.append("stage \(plan.release) beside the running release" + (live.map { ", reusing \($0)" } ?? ""))
-            report.steps.append("link the worker configs inside it")
+        case .stage(_, _, let why):
+            report.steps.append("stage \(plan.release) beside the running release" + (live.map { ", reusing \($0)" } ?? "") + " (\(why.text))")
+            report.steps.append("give it its own copy of the worker configs and link them")
             report.steps.append("hand over: start \(start.joined(separator: ", ")) of \(plan.release) beside the running ones, \(checks), move schedule, point frappe-bench at \(plan.release), then tell \(stopping) to stop (they finish their jobs on \(live ?? "their release")); on failure the running ones serve on")
             report.steps.append("prune releases beyond \(worker.keepReleases)")
         case .inPlace:
             report.steps.append("stop \(stopping)")
             report.steps.append("transfer \(plan.release) in place")
-            report.steps.append("link the worker configs; point frappe-bench at \(plan.release)")
+            report.steps.append("give it its own copy of the worker configs; point frappe-bench at \(plan.release)")
             report.steps.append("start \(start.joined(separator: ", ")), \(checks)")
         }
         report.steps.append("release the lock")

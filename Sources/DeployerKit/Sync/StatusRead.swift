@@ -106,8 +106,11 @@ extension SyncRunner {
                 }
                 let comparisons = plan.comparisons(live: live, rsync: RsyncChoices()).filter { !verified || $0.name != "release" }
                 let trees = try await connection.changes(comparisons, checksum: false)
-                status.driftByTree = (verified ? [TreeChanges(name: "release")] : []) + trees
-                status.drift = trees.reduce(0) { $0 + $1.total }
+                // The live release's own worker configs against the main server's.
+                var configs = TreeChanges(name: "worker configs")
+                if plan.workerConfigs != nil, answer.releases.liveConfigs != plan.workerConfigs { configs.changed = 1 }
+                status.driftByTree = (verified ? [TreeChanges(name: "release")] : []) + trees + [configs]
+                status.drift = trees.reduce(configs.total) { $0 + $1.total }
             }
         } catch {
             status.error = (error as? LocalizedError)?.errorDescription ?? String(describing: error)

@@ -43,6 +43,19 @@ public struct LocalWorkspace: Sendable, Equatable {
          deploymentDataPath + "/sites/\(siteName)/site_config.workers.json"]
     }
 
+    /// The fingerprint of the worker configs (size and modification second of each file, as the
+    /// worker's `config_fingerprint` prints it for a release's own copies; rsync keeps both, and
+    /// the copies keep the time): nil when one is missing.
+    public func workerConfigFingerprint() -> String? {
+        var parts: [String] = []
+        for file in workerConfigFiles {
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: file),
+                  let size = attributes[.size] as? Int, let date = attributes[.modificationDate] as? Date else { return nil }
+            parts.append("\(size):\(Int(date.timeIntervalSince1970.rounded(.down)))")
+        }
+        return parts.joined(separator: " ")
+    }
+
     /// Checks that the worker configs exist, so a worker never starts on the main server's config.
     public func checkWorkerConfigs() throws(WorkspaceError) {
         for file in workerConfigFiles where !FileManager.default.fileExists(atPath: file) {

@@ -91,6 +91,9 @@ public struct WorkerReleases: Sendable, Equatable {
     public var verified: VerifiedCopy?
     /// The live copy's digest now, when it is the verified one and the phase was asked for it.
     public var liveDigest: String?
+    /// The fingerprint of the live release's own worker configs (the copies it went live with);
+    /// nil when it has none.
+    public var liveConfigs: String?
 
     init(_ facts: WorkerFacts) {
         live = facts.text("current_release")
@@ -100,9 +103,12 @@ public struct WorkerReleases: Sendable, Equatable {
             verified = VerifiedCopy(release: release, mainDigest: main, copyDigest: copy)
         }
         liveDigest = facts.text("live_digest")
+        liveConfigs = facts.text("live_configs")
     }
 
-    public init(live: String?, previous: String? = nil, all: [String], verified: VerifiedCopy? = nil, liveDigest: String? = nil) {
+    public init(live: String?, previous: String? = nil, all: [String], verified: VerifiedCopy? = nil, liveDigest: String? = nil,
+                liveConfigs: String? = nil) {
+        self.liveConfigs = liveConfigs
         self.live = live
         self.previous = previous
         self.all = all

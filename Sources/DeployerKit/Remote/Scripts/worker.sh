@@ -262,6 +262,7 @@ release_facts() {
     printf 'verified_release=%s\n' "$rf_verified"
     printf 'verified_main=%s\n' "$(value main "$state/verified")"
     printf 'verified_copy=%s\n' "$(value copy "$state/verified")"
+    [ -n "$rf_current" ] && printf 'live_configs=%s\n' "$(config_fingerprint "$workspace/$rf_current" "$(required site)")"
     if [ "${opt_digest:-}" = yes ] && [ -n "$rf_current" ] && [ "$rf_current" = "$rf_verified" ] && [ -d "$workspace/$rf_current" ]; then
         printf 'live_digest=%s\n' "$(release_digest "$workspace/$rf_current" "$@")"
     fi
@@ -400,7 +401,11 @@ relink() {
     fi
 }
 
-# Links the worker configs inside release directory DIR and creates what it needs.
+# Gives release directory DIR its own copy of the worker configs as deployment-data holds them
+# now, and links the release's config files to that copy (`sites/common_site_config.json ->
+# common_site_config.workers.json`, likewise the site's): a release keeps the configuration it
+# went live with, so the generation that runs it, and a rollback to it, read that one, whatever
+# later syncs bring into deployment-data. The copies keep the files' times (their fingerprint).
 link_configs() {
     lc_site=$1
     lc_dir=$2
@@ -409,8 +414,29 @@ link_configs() {
         [ -f "$lc_file" ] || fail 4 "$lc_file is missing on the worker: run remote-worker enable on the main server"
     done
     mkdir -p "$lc_data/sites/$lc_site/private/files" "$lc_data/sites/$lc_site/public/files" "$lc_data/config/pids" "$lc_dir/sites/$lc_site"
-    relink "../../deployment-data/sites/common_site_config.workers.json" "$lc_dir/sites/common_site_config.json" || exit 4
-    relink "../../../deployment-data/sites/$lc_site/site_config.workers.json" "$lc_dir/sites/$lc_site/site_config.json" || exit 4
+    keep_config "$lc_data/sites/common_site_config.workers.json" "$lc_dir/sites/common_site_config.workers.json"
+    keep_config "$lc_data/sites/$lc_site/site_config.workers.json" "$lc_dir/sites/$lc_site/site_config.workers.json"
+    relink "common_site_config.workers.json" "$lc_dir/sites/common_site_config.json" || exit 4
+    relink "site_config.workers.json" "$lc_dir/sites/$lc_site/site_config.json" || exit 4
+}
+
+# Copies worker config SOURCE to COPY in one rename (mode and time kept), so no reader sees half.
+keep_config() {
+    kc_tmp="$2.fd-new.$$"
+    if ! { cp -p "$1" "$kc_tmp" && mv -f "$kc_tmp" "$2"; } 2>/dev/null; then
+        rm -f "$kc_tmp"
+        fail 4 "cannot copy $1 to $2 on the worker: is its disk full or the release not writable?"
+    fi
+}
+
+# The fingerprint of release directory DIR's own worker configs (size:mtime of each, the two
+# files in the order link_configs makes them); empty when it has none (a release linked before
+# releases kept their own).
+config_fingerprint() {
+    cf_common="$1/sites/common_site_config.workers.json"
+    cf_site="$1/sites/$2/site_config.workers.json"
+    [ -f "$cf_common" ] && [ -f "$cf_site" ] || return 0
+    stat -c '%s:%Y' "$cf_common" "$cf_site" | tr '\n' ' ' | sed 's/ *$//'
 }
 
 stage_activate() {
