@@ -56,7 +56,7 @@ extension RemoteWorker {
                 throw Diagnostics.report(error, exitCode: Diagnostics.badInput)
             }
             do {
-                try await enabler.apply(plan, restart: settings.restart) { print($0) }
+                try await enabler.apply(plan, restart: settings.restart) { Output.standardOutput($0) }
             } catch {
                 throw Diagnostics.report(error, exitCode: Diagnostics.failed)
             }

@@ -36,11 +36,11 @@ extension RemoteWorker {
                 let workspace = try LocalWorkspace.locate(benchesPath: settings.benchesPath, siteName: settings.siteName)
                 plans = settings.workers.map { SyncPlan.make(workspace: workspace, worker: $0) }
             } catch {
-                throw Diagnostics.report(error, exitCode: Diagnostics.badInput)
+                throw Diagnostics.report(error, exitCode: Diagnostics.badInput, json: json ? ("status", options.siteName) : nil)
             }
             let runner = SyncRunner(runner: SubprocessRunner(), reporter: SilentReporter(), verbose: false)
             guard let report = await runner.status(plans, parallel: settings.parallel) else { return }
-            print(json ? JSONOutput.render(report) : report.text())
+            Output.standardOutput(json ? JSONOutput.render(report) : report.text())
             if !report.allRead { throw ExitCode(Diagnostics.failed) }
         }
     }

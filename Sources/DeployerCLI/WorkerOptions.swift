@@ -60,10 +60,10 @@ struct WorkerOptions: ParsableArguments {
         let home = environment["HOME"] ?? NSHomeDirectory()
         let settings = try SettingsResolver.resolve(flags: flags, environment: environment, file: file, home: home)
         for warning in settings.warnings {
-            FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+            Output.standardError("warning: \(warning)")
         }
-        if let config = settings.workers.first?.sshConfig, !FileManager.default.isReadableFile(atPath: config) {
-            throw ConfigError.invalidValue(source: "ssh_config", keyPath: "ssh_config", problem: "\(config) is not a readable file")
+        if let config = settings.workers.first?.sshConfig, let problem = InputRules.sshConfigProblem(config) {
+            throw ConfigError.invalidValue(source: "ssh_config", keyPath: "ssh_config", problem: problem)
         }
         return settings
     }
@@ -133,7 +133,7 @@ extension WorkerOptions {
         do {
             (settings, inputs) = try prepare(ProcessInfo.processInfo.environment)
         } catch {
-            throw Diagnostics.report(error, exitCode: Diagnostics.badInput)
+            throw Diagnostics.report(error, exitCode: Diagnostics.badInput, json: output.json ? (command, siteName) : nil)
         }
         let interrupt = InterruptSignal()
         interrupt.install()
@@ -157,16 +157,16 @@ enum Diagnostics {
         for outcome in outcomes where !outcome.succeeded {
             var lines = ["error: " + (several ? "[\(outcome.worker.server)] " : "") + (outcome.problem ?? "failed")]
             if verbose, let failure = outcome.error as? SyncFailure { lines += failure.details.map { "  \($0)" } }
-            FileHandle.standardError.write(Data(lines.joined(separator: "\n").utf8 + [10]))
+            Output.standardError(lines.joined(separator: "\n"))
         }
         if output.json {
-            print(JSONOutput.render(JSONRunReport(command: command, site: site, outcomes: outcomes)))
+            Output.standardOutput(JSONOutput.render(JSONRunReport(command: command, site: site, outcomes: outcomes)))
         } else if !output.quiet {
             let reports = outcomes.compactMap(\.report)
-            print(reports.map { $0.summary() }.joined(separator: "\n\n"))
+            Output.standardOutput(reports.map { $0.summary() }.joined(separator: "\n\n"))
             if several {
                 let failed = outcomes.filter { !$0.succeeded }.map(\.worker.server)
-                print("\n\(command): \(outcomes.count - failed.count) of \(outcomes.count) workers done"
+                Output.standardOutput("\n\(command): \(outcomes.count - failed.count) of \(outcomes.count) workers done"
                       + (failed.isEmpty ? "" : "; failed: \(failed.joined(separator: ", "))"))
             }
         }
@@ -178,10 +178,14 @@ enum Diagnostics {
     static let badInput: Int32 = 2
 
     /// A failure before or outside any worker's run (bad input, enable): prints one line and
-    /// returns the exit status to throw.
-    static func report(_ error: any Error, exitCode: Int32) -> ExitCode {
-        let message = "error: " + ((error as? LocalizedError)?.errorDescription ?? String(describing: error))
-        FileHandle.standardError.write(Data(message.utf8 + [10]))
+    /// returns the exit status to throw. With `json` (the command and site of a `--json` run),
+    /// standard output gets the one JSON document too.
+    static func report(_ error: any Error, exitCode: Int32, json: (command: String, site: String?)? = nil) -> ExitCode {
+        let message = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
+        Output.standardError("error: " + message)
+        if let json {
+            Output.standardOutput(JSONOutput.render(JSONRunReport(command: json.command, site: json.site, exitCode: exitCode, error: message)))
+        }
         return ExitCode(exitCode)
     }
 }

@@ -323,6 +323,14 @@ struct EnablerTests {
         #expect(try String(contentsOfFile: target, encoding: .utf8).contains("192.0.2.1"))
         #expect(lines.contains { $0.contains("kept, but it has redis_queue = redis://192.0.2.1:11000 (--force replaces it)") })
 
+        // A queue URL with a password is named without it (issue 11.2).
+        try #"{"redis_queue": "redis://:s3cr3t-pass@192.0.2.1:11000"}"#.write(toFile: target, atomically: true, encoding: .utf8)
+        chmod(target, 0o640)
+        let withPassword = try await run(Enabler(runner: Docker().runner), settings())
+        #expect(withPassword.contains { $0.contains("kept, but it has redis_queue = redis://:***@192.0.2.1:11000 (--force replaces it)") },
+                "\(withPassword)")
+        #expect(!withPassword.joined().contains("s3cr3t-pass"))
+
         let forced = try await run(Enabler(runner: Docker().runner), settings(force: true))
         #expect(try String(contentsOfFile: target, encoding: .utf8).contains("redis://127.0.0.1:110"))
         #expect(forced.contains { $0.hasPrefix("replaced \(target)") })

@@ -127,7 +127,7 @@ struct SessionFlowTests {
         let staged = Self.answering(preflight: preflight.replacingOccurrences(of: "current_release=release_1", with: "current_release=release_0"),
                                     rsync: "")
         let plain = try await SyncRunner(runner: staged, reporter: SilentReporter(), verbose: false).dryRun(plan)
-        #expect(plain.steps.contains("stage release_1 beside the running release, reusing release_0"))
+        #expect(plain.steps.contains("stage release_1 beside the running release, reusing release_0 (release_0 runs now)"))
         #expect(plain.steps.contains { $0.hasPrefix("hand over: start schedule, long-worker, short-worker of release_1 beside the running ones") })
         #expect(plain.steps.contains { $0.contains("then tell long-worker, schedule, short-worker to stop (they finish their jobs on release_0)") })
         #expect(plain.summary().contains("services to start: schedule, long-worker, short-worker"))

@@ -4,7 +4,7 @@ import Testing
 @Suite("Layering of flags, environment, file and defaults")
 struct SettingsResolverTests {
     let file = ConfigFile(path: "w.toml", siteName: "site.test", benchesPath: "/srv/benches", remoteWorkers: [
-        RemoteWorkerConfig(server: "file-host", sshUser: "fileuser", sshPort: 2201, workspacePath: "/data/ws",
+        RemoteWorkerConfig(server: "file-host", sshUser: "fileuser", sshPort: 2201, workspacePath: "/data/site.test/workspace",
                            includeDirs: ["custom_apps"], includeFiles: ["worker.env"], excludePatterns: ["--exclude=*.iso"]),
     ])
 
@@ -42,7 +42,7 @@ struct SettingsResolverTests {
         #expect(settings.siteName == "site.test")
         #expect(settings.benchesPath == "/srv/benches")
         #expect(settings.workers[0] == WorkerSettings(
-            server: "file-host", sshUser: "fileuser", sshPort: 2201, workspacePath: "/data/ws",
+            server: "file-host", sshUser: "fileuser", sshPort: 2201, workspacePath: "/data/site.test/workspace",
             includeDirs: ["custom_apps"], includeFiles: ["worker.env"], excludePatterns: ["*.iso"]))
     }
 
@@ -61,7 +61,7 @@ struct SettingsResolverTests {
         #expect(fromFlags.server == "flag-host")
         #expect(fromFlags.sshPort == 2203)
         #expect(fromFlags.sshUser == "envuser")
-        #expect(fromFlags.workspacePath == "/data/ws")
+        #expect(fromFlags.workspacePath == "/data/site.test/workspace")
     }
 
     @Test("include and exclude lists combine across layers without repeats")

@@ -124,10 +124,10 @@ final class SyncIntegrationTests {
         #expect(!again.standardOutput.contains("switch "))
         #expect(try await worker.ssh("docker ps -q --no-trunc | sort").standardOutput == containers.standardOutput)
 
-        // Changed data (a worker config) restarts the services on the same release.
-        let config = fixture.deploymentData + "/sites/\(Self.site)/site_config.workers.json"
-        try (try String(contentsOfFile: config, encoding: .utf8)).replacingOccurrences(of: "_site_db", with: "_site_db2")
-            .write(toFile: config, atomically: true, encoding: .utf8)
+        // Changed data restarts the services on the same release (a changed worker config stages
+        // a fresh copy instead: HardeningIntegrationTests).
+        let config = fixture.deploymentData + "/config/supervisor.conf"
+        try (try String(contentsOfFile: config, encoding: .utf8) + "; changed\n").write(toFile: config, atomically: true, encoding: .utf8)
         let restarted = try await sync()
         expectSuccess(restarted)
         #expect(restarted.standardOutput.contains("(unchanged release kept; services restarted for changed data)"), "\(restarted.standardOutput)")

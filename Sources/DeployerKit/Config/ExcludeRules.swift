@@ -30,6 +30,20 @@ public enum ExcludeRules {
     /// rules come first, where rsync's first match wins.
     public static func filterArgument(_ pattern: String) -> String { "--filter=- \(pattern)" }
 
+    /// The most operator patterns a sync passes on, and their most bytes: they travel as
+    /// arguments to rsync and, for the digests, in the worker's one remote command line, which
+    /// Linux caps at 128 KiB.
+    public static let maximumPatterns = 1_000
+    public static let maximumPatternBytes = 64 * 1024
+
+    /// Why `patterns` (the operator's, after layering) are too many to pass on; nil when they fit.
+    public static func sizeProblem(_ patterns: [String]) -> String? {
+        let bytes = patterns.reduce(0) { $0 + $1.utf8.count + 1 }
+        guard patterns.count > maximumPatterns || bytes > maximumPatternBytes else { return nil }
+        return "\(patterns.count) patterns (\(bytes) bytes) are more than a sync can pass to rsync and the worker "
+            + "(at most \(maximumPatterns) patterns and \(maximumPatternBytes / 1024) KiB): use fewer, broader patterns such as 'dir/**' or '*.iso'"
+    }
+
     /// A user pattern in the form rsync takes after `--exclude=`; the spec's config example writes
     /// them with the `--exclude=` prefix, so that prefix is accepted and removed.
     public static func normalizedPattern(_ raw: String) throws(ExcludePatternError) -> String {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The shapes of names and paths the tool accepts, checked before anything touches a worker.
 ///
 /// These are the tool's first defence against a value that would be read as an option or a shell
@@ -20,6 +22,10 @@ public enum InputRules {
     public static func serverProblem(_ server: String) -> String? {
         if server.isEmpty { return "it is empty" }
         if server.hasPrefix("-") { return "it starts with '-'" }
+        // One colon is HOST:PORT (an IPv6 address has at least two).
+        if server.filter({ $0 == ":" }).count == 1 {
+            return "it includes a port; give the host alone and the port with --ssh-port (ssh_port in the config file)"
+        }
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%".unicodeScalars)
         if let bad = server.unicodeScalars.first(where: { !allowed.contains($0) }) {
             return "it contains \(describe(bad)); give a hostname or an IP address"
@@ -69,6 +75,30 @@ public enum InputRules {
         if let first = parts.first(where: { $0 != "." }), reserved.contains(String(first)) || first.hasPrefix("release_") {
             return "it is already synced by every sync (\(first))"
         }
+        if let first = parts.first(where: { $0 != "." }), first.hasPrefix(".fd-") {
+            return "names begin with '.fd-' are the tool's own working directories on the worker (staging, swaps), which a sync removes; rename it"
+        }
+        return nil
+    }
+
+    /// The worker's workspace sits in the site's own directory, as FM keeps it (`…/SITE/workspace`):
+    /// its parent holds the compose files and the tool's state, and is what a sync manages.
+    public static func workspaceSiteProblem(_ path: String, site: String) -> String? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        guard parts.count >= 3, parts.last == "workspace", parts[parts.count - 2] == site else {
+            return "it is not the workspace in the site's own directory on the worker: give …/\(site)/workspace (FM's layout, e.g. /home/frappe/frappe/sites/\(site)/workspace)"
+        }
+        return nil
+    }
+
+    /// An ssh_config file given with --ssh-config: a readable regular file whose path rsync's `-e`
+    /// can carry (no single quote).
+    public static func sshConfigProblem(_ path: String) -> String? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return "\(path) does not exist" }
+        if isDirectory.boolValue { return "\(path) is a directory; give an ssh_config file" }
+        if !FileManager.default.isReadableFile(atPath: path) { return "\(path) is not readable" }
+        if path.contains("'") { return "\(path) contains a single quote, which rsync's -e cannot carry; use a path without one" }
         return nil
     }
 

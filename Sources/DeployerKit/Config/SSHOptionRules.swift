@@ -14,6 +14,9 @@ public enum SSHOptionRules {
             return "\(option[..<equals]) is set by frappe-deployer itself (host keys are always checked; use --accept-new-host-key to trust a new one)"
         }
         if option.unicodeScalars.contains(where: { $0.value < 0x20 }) { return "'\(option.escapedForMessage)' contains a control character" }
+        if option.contains("'") {
+            return "'\(option.escapedForMessage)' contains a single quote, which rsync's -e cannot carry to ssh; write the value without quotes, or in double quotes"
+        }
         return nil
     }
 }

@@ -172,27 +172,32 @@ public enum SettingsResolver {
             throw .invalidValue(source: origin(\.workspacePath, flag: "--workspace-path", variable: "FRAPPE_DEPLOYER_WORKSPACE_PATH", key: "workspace_path"),
                                 keyPath: "workspace_path", problem: "'\(workspace.escapedForMessage)': \(problem)")
         }
+        if let problem = InputRules.workspaceSiteProblem(workspace, site: siteName) {
+            throw .invalidValue(source: origin(\.workspacePath, flag: "--workspace-path", variable: "FRAPPE_DEPLOYER_WORKSPACE_PATH", key: "workspace_path"),
+                                keyPath: "workspace_path", problem: "'\(workspace.escapedForMessage)': \(problem)")
+        }
         let sshConfig = pick(\.sshConfig).map { expand($0, home: home) }
 
-        var includeDirs: [String] = []
-        var includeFiles: [String] = []
-        var excludes: [String] = []
+        // Linear in the number of entries: the first of equal ones is kept, in order.
+        var includeDirs = UniqueList<String>()
+        var includeFiles = UniqueList<String>()
+        var excludes = UniqueList<String>()
         for (layer, name) in zip(layers, [fileSource, "environment", "command line"]) {
             for dir in layer.includeDirs {
                 if let problem = InputRules.includePathProblem(dir) {
                     throw .invalidValue(source: name, keyPath: "include_dirs", problem: "'\(dir.escapedForMessage)': \(problem)")
                 }
-                includeDirs.appendUnique(InputRules.normalizedIncludePath(dir))
+                includeDirs.append(InputRules.normalizedIncludePath(dir))
             }
             for path in layer.includeFiles {
                 if let problem = InputRules.includePathProblem(path) {
                     throw .invalidValue(source: name, keyPath: "include_files", problem: "'\(path.escapedForMessage)': \(problem)")
                 }
-                includeFiles.appendUnique(InputRules.normalizedIncludePath(path))
+                includeFiles.append(InputRules.normalizedIncludePath(path))
             }
             for pattern in layer.excludePatterns {
                 do {
-                    excludes.appendUnique(try ExcludeRules.normalizedPattern(pattern))
+                    excludes.append(try ExcludeRules.normalizedPattern(pattern))
                 } catch {
                     throw .invalidValue(source: name, keyPath: "exclude_patterns", problem: error.problem)
                 }
@@ -200,8 +205,11 @@ public enum SettingsResolver {
         }
         var worker = WorkerSettings(
             server: server, sshUser: user, sshPort: port, workspacePath: workspace, sshConfig: sshConfig,
-            acceptNewHostKey: flags.acceptNewHostKey, includeDirs: includeDirs, includeFiles: includeFiles,
-            excludePatterns: excludes)
+            acceptNewHostKey: flags.acceptNewHostKey, includeDirs: includeDirs.elements, includeFiles: includeFiles.elements,
+            excludePatterns: excludes.elements)
+        if let problem = ExcludeRules.sizeProblem(excludes.elements) {
+            throw .invalidValue(source: "exclude_patterns", keyPath: "exclude_patterns", problem: problem)
+        }
 
         if let raw = pick(\.strategy) {
             guard let strategy = SyncStrategy(rawValue: raw) else {
@@ -238,14 +246,16 @@ public enum SettingsResolver {
             }
             worker.firstCopyStreams = streams
         }
+        var sshOptions = UniqueList<String>()
         for layer in layers {
             for option in layer.sshOptions {
                 if let problem = SSHOptionRules.problem(option) {
                     throw .invalidValue(source: layer == flagWorker ? "option --ssh-option" : fileSource, keyPath: "ssh_options", problem: problem)
                 }
-                worker.sshOptions.appendUnique(option)
+                sshOptions.append(option)
             }
         }
+        worker.sshOptions = sshOptions.elements
         return worker
     }
 
@@ -279,8 +289,12 @@ extension String {
     }
 }
 
-extension Array where Element: Equatable {
-    mutating func appendUnique(_ element: Element) {
-        if !contains(element) { append(element) }
+/// A list that keeps the first of equal elements, in order; appending is constant time.
+struct UniqueList<Element: Hashable> {
+    private(set) var elements: [Element] = []
+    private var seen: Set<Element> = []
+
+    mutating func append(_ element: Element) {
+        if seen.insert(element).inserted { elements.append(element) }
     }
 }

@@ -253,7 +253,7 @@ public struct Enabler: Sendable {
         for (key, value) in values { config[key] = value }
         for (key, value) in setIfPresent where config[key] != nil { config[key] = value }
         let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8)
-        let summary = values.keys.sorted().map { "\($0) = \(values[$0]!)" }.joined(separator: ", ")
+        let summary = values.keys.sorted().map { "\($0) = \(Redaction.display(key: $0, value: values[$0]!))" }.joined(separator: ", ")
 
         guard FileManager.default.fileExists(atPath: target) else {
             // The copy holds the same secrets as its source: it gets the source's mode.
@@ -270,7 +270,7 @@ public struct Enabler: Sendable {
         let differing = values.keys.sorted().filter { "\(existing[$0] ?? "nothing")" != "\(values[$0]!)" }
         let why = differing.isEmpty
             ? "kept; other keys differ from the current \(URL(fileURLWithPath: source).lastPathComponent) (--force refreshes it)"
-            : "kept, but it has " + differing.map { "\($0) = \(existing[$0] ?? "nothing")" }.joined(separator: ", ") + " (--force replaces it)"
+            : "kept, but it has " + differing.map { key in "\(key) = \(existing[key].map { Redaction.display(key: key, value: $0) } ?? "nothing")" }.joined(separator: ", ") + " (--force replaces it)"
         return WorkerConfigChange(path: target, action: .keep(why), data: data, mode: mode, summary: summary)
     }
 

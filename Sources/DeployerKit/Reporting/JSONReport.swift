@@ -41,7 +41,20 @@ public struct JSONRunReport: Encodable {
     var site: String
     var ok: Bool
     var exitCode: Int32
+    /// Why the run failed before any worker was reached (bad input, usage); nil otherwise.
+    var error: String?
     var workers: [Worker]
+
+    /// The report of a run that ended before any worker was reached: `--json` still gets one
+    /// document, with the one-line error and the exit status.
+    public init(command: String, site: String?, exitCode: Int32, error: String) {
+        self.command = command
+        self.site = site ?? ""
+        ok = false
+        self.exitCode = exitCode
+        self.error = error
+        workers = []
+    }
 
     public init(command: String, site: String, outcomes: [WorkerOutcome]) {
         self.command = command

@@ -25,7 +25,7 @@ public final class LiveReporter: SyncReporting {
     private let write: @Sendable (String) -> Void
 
     public init(hosts: [String], write: (@Sendable (String) -> Void)? = nil) {
-        self.write = write ?? { text in FileHandle.standardError.write(Data(text.utf8)) }
+        self.write = write ?? { text in Output.standardError(text, newline: false) }
         state.withLock { $0.rows = hosts.map { Row(host: $0, text: "waiting") } }
     }
 

@@ -12,7 +12,7 @@ public final class TerminalReporter: SyncReporting {
     /// `write` receives complete lines; by default they go to standard error.
     public init(verbose: Bool, write: (@Sendable (String) -> Void)? = nil) {
         self.verbose = verbose
-        self.write = write ?? { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        self.write = write ?? { line in Output.standardError(line) }
     }
 
     public func report(_ event: SyncEvent) {

@@ -34,6 +34,14 @@ public struct LocalWorkspace: Sendable, Equatable {
 
         let data = workspace + "/deployment-data"
         guard isDirectory(data) else { throw .deploymentDataMissing(path: data) }
+        // A release is a bench: its apps (frappe first), its virtualenv and its apps list.
+        for (part, directory) in [("apps/frappe", true), ("env", true), ("sites/apps.txt", false)] {
+            let path = workspace + "/" + name + "/" + part
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue == directory else {
+                throw .releaseNotBench(release: workspace + "/" + name, missing: part)
+            }
+        }
         return LocalWorkspace(siteName: siteName, siteDirectory: siteDirectory, path: workspace, releaseName: name)
     }
 
@@ -139,6 +147,7 @@ public enum WorkspaceError: Error, Equatable, LocalizedError {
     case benchLinkDangling(path: String, target: String)
     case benchLinkOutside(path: String, target: String)
     case deploymentDataMissing(path: String)
+    case releaseNotBench(release: String, missing: String)
     case workerConfigMissing(path: String)
     case workerConfigInvalid(path: String)
     case workerConfigValue(path: String, key: String, problem: String)
@@ -162,6 +171,8 @@ public enum WorkspaceError: Error, Equatable, LocalizedError {
             return "\(path) points at \(target), which does not exist: fix the link or redeploy"
         case .benchLinkOutside(let path, let target):
             return "\(path) points at \(target), not at a release directory beside it: relink it to release_*"
+        case .releaseNotBench(let release, let missing):
+            return "\(release) does not look like a bench release: it has no \(missing) (a release holds apps/frappe, env/ and sites/apps.txt); point frappe-bench at a complete release"
         case .deploymentDataMissing(let path):
             return "\(path) does not exist: the workspace has no deployment data to sync"
         case .workerConfigMissing(let path):
