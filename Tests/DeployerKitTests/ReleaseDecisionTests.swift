@@ -58,6 +58,9 @@ struct ReleaseDecisionTests {
             (releases(live: "release_2", verified: verified, liveDigest: "copy-1"), "main-2", plan, .stage(base: "release_2", swap: true, why: .mainChanged)),
             (releases(live: "release_2", verified: verified, liveDigest: "copy-9"), "main-1", plan, .stage(base: "release_2", swap: true, why: .copyChanged)),
             (releases(live: "release_2", verified: verified, liveDigest: "copy-1"), nil, plan, .stage(base: "release_2", swap: true, why: .mainChanged)),
+            // The live release's directory is gone (an interrupted swap, removed by hand).
+            (WorkerReleases(live: "release_2", all: ["release_1"], verified: verified, liveConfigs: plan.workerConfigs), "main-1", plan,
+             .stage(base: "release_1", swap: true, why: .liveMissing)),
             // The live release's own worker configs are not the main server's (or it has none).
             (releases(live: "release_2", verified: verified, liveDigest: "copy-1", configs: "1:2 3:4"), "main-1", plan,
              .stage(base: "release_2", swap: true, why: .configsChanged)),

@@ -105,4 +105,88 @@ final class HardeningIntegrationTests {
         #expect(rollback.exitCode == 0, "\(rollback.standardError.joined(separator: "\n"))")
         try await expectServices(run: Self.r1, queue: first)
     }
+
+    // MARK: - Messages (11.14)
+
+    @Test("a worker shell that prints for ssh commands breaks rsync: the one-line error says so without --verbose")
+    func noisyShell() async throws {
+        let rc = worker.onHost("/home/frappe/.ssh/rc")
+        try "echo 'Welcome to the worker!'\n".write(toFile: rc, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: rc) }
+        let result = try await sync()
+        #expect(result.exitCode == 1)
+        #expect(result.errors.count == 1)
+        #expect(result.errors.first?.contains("the worker's shell printed text for a non-interactive ssh command") == true, "\(result.standardError)")
+        #expect(result.errors.first?.contains("the old release still runs") == true || result.errors.first?.contains("unchanged") == true,
+                "\(result.standardError)")
+    }
+
+    // MARK: - A worker left wrong is repaired (11.10) and a failed prune is a warning (11.16)
+
+    /// The worker runs exactly `release`, complete and identical to the main server's, with no
+    /// working directories left.
+    func expectComplete(_ release: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: workspaceOnHost + "/frappe-bench") == release, sourceLocation: sourceLocation)
+        try await expectServices(run: release, queue: fixture.workersRedisQueue, sourceLocation: sourceLocation)
+        let differences = ReleaseComparison.differences(main: fixture.workspace + "/" + release, worker: workspaceOnHost + "/" + release, site: Self.site)
+        #expect(differences.isEmpty, "\(differences.prefix(10))", sourceLocation: sourceLocation)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: workspaceOnHost).filter { $0.hasPrefix(".fd-") }
+        #expect(leftovers.isEmpty, "\(leftovers)", sourceLocation: sourceLocation)
+    }
+
+    @Test("the live release's directory removed: the next sync stages a complete copy; --full too")
+    func liveReleaseRemoved() async throws {
+        #expect(try await sync().exitCode == 0)
+        for extra in [[], ["--full"]] {
+            _ = try await SubprocessRunner().run(Command("rm", ["-rf", workspaceOnHost + "/" + Self.r1]))
+            let result = try await sync(extra)
+            #expect(result.exitCode == 0, "\(result.standardError.joined(separator: "\n"))")
+            #expect(result.standardOutput.contains("directory was missing on the worker"), "\(result.standardOutput)")
+            try await expectComplete(Self.r1)
+        }
+    }
+
+    @Test("a crash between the swap's two renames: the set-aside copy (the running code) comes back, never deleted")
+    func interruptedSwap() async throws {
+        #expect(try await sync().exitCode == 0)
+        // What the swap's first rename leaves: the live copy set aside under the running generation's name.
+        let live = try String(contentsOfFile: worker.onHost("/home/frappe/frappe/sites/\(Self.site)/.frappe-deployer/live"), encoding: .utf8)
+        let project = try #require(live.split(separator: "\n").first { $0.hasPrefix("project=") }?.dropFirst("project=".count))
+        let aside = workspaceOnHost + "/.fd-old-\(Self.r1)-\(project)"
+        try FileManager.default.moveItem(atPath: workspaceOnHost + "/" + Self.r1, toPath: aside)
+        let marker = aside + "/apps/frappe/only-in-the-set-aside-copy"
+        try "x".write(toFile: marker, atomically: true, encoding: .utf8)
+        let result = try await sync()
+        #expect(result.exitCode == 0, "\(result.standardError.joined(separator: "\n"))")
+        #expect(result.standardOutput.contains("brought back from its set-aside copy"), "\(result.standardOutput)")
+        try await expectComplete(Self.r1)
+    }
+
+    @Test("a release that cannot be pruned: the sync succeeds with a warning; the next staging finishes it off")
+    func failedPrune() async throws {
+        #expect(try await sync(["--keep-releases", "1"]).exitCode == 0)
+        // A directory of root's inside r1: the worker's user cannot empty it.
+        let stuck = workspaceOnHost + "/\(Self.r1)/apps/root-owned"
+        try FileManager.default.createDirectory(atPath: stuck, withIntermediateDirectories: true)
+        try "x".write(toFile: stuck + "/file", atomically: true, encoding: .utf8)
+        _ = try await SubprocessRunner().run(Command("chown", ["-R", "root:root", stuck]))
+        for (index, name) in ["release_20261203_090000", "release_20261204_090000"].enumerated() {
+            try fixture.addRelease(name, seed: UInt64(10 + index))
+            try fixture.activate(name)
+            let result = try await sync(["--keep-releases", "1"])
+            #expect(result.exitCode == 0, "\(result.standardError.joined(separator: "\n"))")
+            if index == 1 {
+                #expect(result.standardOutput.contains("warning: could not remove \(Self.r1)"), "\(result.standardOutput)")
+                #expect(result.standardOutput.contains("Permission denied"), "\(result.standardOutput)")
+            }
+            try await expectServices(run: name, queue: fixture.workersRedisQueue)
+        }
+        let releases = try FileManager.default.contentsOfDirectory(atPath: workspaceOnHost).filter { $0.hasPrefix("release_") }
+        #expect(!releases.contains(Self.r1), "the half-removed release is out of the release list")
+        // Once the obstacle is gone, the next staging finishes it off.
+        _ = try await SubprocessRunner().run(Command("chown", ["-R", "frappe:frappe", workspaceOnHost]))
+        let next = try await sync(["--full", "--keep-releases", "1"])
+        #expect(next.exitCode == 0, "\(next.standardError.joined(separator: "\n"))")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: workspaceOnHost).filter { $0.hasPrefix(".fd-prune-") }.isEmpty)
+    }
 }

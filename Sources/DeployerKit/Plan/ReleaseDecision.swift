@@ -20,6 +20,7 @@ public enum ReleaseDecision: Sendable, Equatable {
         case mainChanged
         case copyChanged
         case configsChanged
+        case liveMissing
 
         public var text: String {
             switch self {
@@ -29,6 +30,7 @@ public enum ReleaseDecision: Sendable, Equatable {
             case .notVerified: "not verified: staging a fresh copy"
             case .mainChanged: "the main server's release changed since: staging a fresh copy"
             case .copyChanged: "the worker's copy changed since: staging a fresh copy"
+            case .liveMissing: "the live release's directory is missing on the worker: staging a complete copy"
             case .configsChanged: "the worker configs (*.workers.json) changed: staging a fresh copy that keeps them"
             }
         }
@@ -43,6 +45,7 @@ public enum ReleaseDecision: Sendable, Equatable {
         func stage(_ why: StageReason) -> ReleaseDecision { .stage(base: base, swap: swap, why: why) }
         guard let live = releases.live else { return stage(.firstSync) }
         guard live == plan.release else { return stage(.otherRelease(live: live)) }
+        guard releases.all.contains(live) else { return stage(.liveMissing) }
         if plan.full { return stage(.full) }
         switch verifiedCopy(of: plan.release, releases: releases, mainDigest: mainDigest) {
         case .success(let copy):

@@ -99,6 +99,10 @@ public struct WorkerConnection: Sendable {
     /// The line that says why rsync failed: the receiving side's own error (a full disk, a
     /// permission) rather than the sender's consequence ("Broken pipe") or the closing summary.
     static func rsyncCause(_ lines: [String]) -> String? {
+        if lines.contains(where: { $0.contains("is your shell clean") || $0.contains("protocol incompatibility") }) {
+            return "the worker's shell printed text for a non-interactive ssh command (a .bashrc, profile or ~/.ssh/rc that "
+                + "echoes), which breaks rsync's protocol: make it print nothing unless interactive (rsync: protocol version mismatch)"
+        }
         let errors = lines.filter { $0.hasPrefix("rsync: ") }
         return errors.first { $0.contains("[receiver]") || $0.contains("[generator]") || $0.contains("No space left") }
             ?? errors.first { !$0.contains("Broken pipe") }

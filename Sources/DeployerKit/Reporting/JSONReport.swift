@@ -35,6 +35,7 @@ public struct JSONRunReport: Encodable {
         var dryRun: DryRunReport?
         var handover: SyncReport.Handover?
         var finishedDrains: [DrainRecord]?
+        var warnings: [String]?
     }
 
     var command: String
@@ -75,7 +76,7 @@ public struct JSONRunReport: Encodable {
                 steps: report?.stepSeconds.map { Step(step: $0.step.rawValue, seconds: ($0.seconds * 1000).rounded() / 1000) },
                 totalSeconds: report.map { ($0.totalSeconds * 1000).rounded() / 1000 },
                 error: outcome.problem, workerState: (outcome.error as? SyncFailure)?.workerState.description, dryRun: report?.dryRun,
-                handover: report?.handover, finishedDrains: report?.finishedDrains)
+                handover: report?.handover, finishedDrains: report?.finishedDrains, warnings: report?.warnings)
         }
     }
 }

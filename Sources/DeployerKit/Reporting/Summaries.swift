@@ -34,6 +34,7 @@ extension SyncReport {
             lines.append("warning: the drain of \(drain.release) ended with \(drain.killed.joined(separator: ", ")) killed: their stop wait ran out before their jobs ended")
         }
         if !pruned.isEmpty { lines.append("pruned: \(pruned.joined(separator: ", "))") }
+        for warning in warnings { lines.append("warning: \(warning)") }
         if let rsync, !transfers.isEmpty { lines.append("rsync: \(rsync.summary)") }
         for (name, stats) in transfers {
             lines.append("  \(name.padded(16)) \(stats.regularFilesTransferred) files updated, \(stats.deletedFiles) deleted, "

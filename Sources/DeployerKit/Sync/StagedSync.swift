@@ -1,3 +1,5 @@
+import Foundation
+
 /// The staged sync (the default): the release is staged beside the running one while the old
 /// workers keep working, its worker configs linked, then the switch; or, when the decision is to
 /// keep the live copy, only data goes over and services restart only if what they read changed.
@@ -56,8 +58,17 @@ struct StagedSync {
         session.report.transfers = try await session.step(.stage, detail: "\(plan.release) \(placement)" + (base.map { ", reusing \($0)" } ?? "")) {
             session.workerState = .described("unchanged: the old release still runs")
             do {
-                _ = try await session.connection.run(.stagePrepare(stage: plan.stagingPath), step: SyncStep.stage.rawValue,
-                                                     onLine: session.onLine)
+                let prepared = StagePrepareAnswer(try await session.connection.run(.stagePrepare(stage: plan.stagingPath),
+                                                                                   step: SyncStep.stage.rawValue, onLine: session.onLine))
+                if let repaired = prepared.repaired {
+                    session.report.warnings.append("\(repaired)'s directory was missing (an interrupted swap): brought back from its set-aside copy")
+                }
+                if let missing = prepared.liveMissing {
+                    session.report.warnings.append("\(missing)'s directory was missing on the worker, with no copy to bring back: the staged copy replaces it")
+                }
+                if !prepared.leftovers.isEmpty {
+                    session.report.warnings.append("could not remove \(prepared.leftovers.joined(separator: ", ")) in \(plan.worker.workspacePath): remove them by hand")
+                }
                 let results = try await session.transferCancellable(plan.transfers(base: base, rsync: rsync, splitFirstCopy: true))
                 return (results, WorkerSession.sentSummary(results))
             } catch {
@@ -80,10 +91,21 @@ struct StagedSync {
         try session.stopIfInterrupted(.link, state: "stopped before the switch; the old release still runs")
         let verified = mainDigest.flatMap { main in activated.digest.map { "\(main):\($0)" } }
         try await session.switchServices(switchRequest(swapFrom: activated.swap ? plan.stagingPath : nil, verified: verified))
-        session.report.pruned = try await session.step(.prune, detail: "keep \(plan.worker.keepReleases)") {
-            let pruned = PruneAnswer(try await session.connection.run(.prune(keep: plan.worker.keepReleases), step: SyncStep.prune.rawValue,
-                                                                       onLine: session.onLine)).pruned
-            return (pruned, pruned.isEmpty ? "nothing to remove" : "removed \(pruned.joined(separator: ", "))")
+        // The new release runs: a prune that fails is a warning, never a failed sync.
+        do {
+            let answer = try await session.step(.prune, detail: "keep \(plan.worker.keepReleases)") {
+                let answer = PruneAnswer(try await session.connection.run(.prune(keep: plan.worker.keepReleases), step: SyncStep.prune.rawValue,
+                                                                           onLine: session.onLine))
+                return (answer, answer.pruned.isEmpty ? "nothing to remove" : "removed \(answer.pruned.joined(separator: ", "))")
+            }
+            session.report.pruned = answer.pruned
+            if !answer.failed.isEmpty {
+                session.report.warnings.append("could not remove \(answer.failed.joined(separator: ", "))"
+                    + (answer.error.map { " (\($0))" } ?? "") + ": out of the release list now; the next sync that stages finishes it off")
+            }
+        } catch {
+            if session.interrupt?.received != nil { throw error }
+            session.report.warnings.append("pruning old releases failed: \((error as? LocalizedError)?.errorDescription ?? String(describing: error)); the next sync tries again")
         }
     }
 

@@ -28,6 +28,8 @@ public struct SyncReport: Sendable, Equatable {
     public var handover: Handover?
     /// Drains of earlier handovers that ended since the last sync (and what their waits killed).
     public var finishedDrains: [DrainRecord] = []
+    /// What went wrong without failing the sync (a release that could not be pruned, a repair).
+    public var warnings: [String] = []
 
     /// A switch that handed over: the new generation took jobs before the old one was told to stop.
     public struct Handover: Sendable, Equatable, Encodable {

@@ -295,7 +295,28 @@ public struct StopAnswer: Sendable, Equatable {
 /// The releases a prune removed.
 public struct PruneAnswer: Sendable, Equatable {
     public var pruned: [String]
-    public init(_ facts: WorkerFacts) { pruned = facts.list("pruned") }
+    /// Releases that could not be removed (out of the release list; the next staging finishes them).
+    public var failed: [String]
+    /// The first error of a removal that failed.
+    public var error: String?
+    public init(_ facts: WorkerFacts) {
+        pruned = facts.list("pruned")
+        failed = facts.list("prune_failed")
+        error = facts.text("prune_error")
+    }
+}
+
+/// What preparing a staging directory found: a live release brought back from its set-aside
+/// copy, or missing altogether, and leftovers it could not remove.
+public struct StagePrepareAnswer: Sendable, Equatable {
+    public var repaired: String?
+    public var liveMissing: String?
+    public var leftovers: [String]
+    public init(_ facts: WorkerFacts) {
+        repaired = facts.text("repaired")
+        liveMissing = facts.text("live_missing")
+        leftovers = facts.list("leftovers")
+    }
 }
 
 /// A release's digest on the worker.

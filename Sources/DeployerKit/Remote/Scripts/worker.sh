@@ -21,7 +21,9 @@
 #   digest WORKSPACE --release=R [-- EXCLUDE...]
 #       a digest of the release's files and links (name, size, time, mode) from rsync's listing.
 #   stage-prepare WORKSPACE --stage=PATH
-#       removes what unfinished syncs left; creates WORKSPACE and the staging directory.
+#       brings a live release whose directory is gone back from its set-aside copy (repaired=, or
+#       live_missing= when there is none); removes what unfinished syncs left (leftovers= what it
+#       could not); creates WORKSPACE and the staging directory.
 #   stage-activate WORKSPACE --site=S --release=R --stage=PATH [-- EXCLUDE...]
 #       links worker configs inside the staged release and prints its digest; renames it to R
 #       unless R is live (then the switch swaps it in: swap=yes).
@@ -33,7 +35,8 @@
 #       checks them; on failure flips back and starts the previous release. Runs detached, so a
 #       dropped connection cannot stop it half-way. --verified is recorded with R once it runs.
 #   prune WORKSPACE --keep=N
-#       keeps the N newest releases (never the live or the previous one).
+#       keeps the N newest releases (never the live or the previous one, nor one a generation
+#       runs); pruned= what went, prune_failed= (and prune_error=) what could not.
 #   stop WORKSPACE --stop=RULES                    (in place) stops every service of the project;
 #                                                  prints stopping_ms= (this host's clock).
 #   activate WORKSPACE --site=S --release=R        (in place) links worker configs, flips frappe-bench.
@@ -371,14 +374,19 @@ stage_prepare() {
     # What syncs that did not finish left behind; the lock guarantees none of them still runs. The
     # old copy of a swapped release stays while its generation drains (the drain removes it).
     find_compose optional
+    repair_live
     sp_draining=$(draining_projects)
-    for sp_leftover in "$workspace"/.fd-staging-* "$workspace"/.fd-old-* "$workspace"/.fd-failed-*; do
+    sp_left=""
+    for sp_leftover in "$workspace"/.fd-staging-* "$workspace"/.fd-old-* "$workspace"/.fd-failed-* "$workspace"/.fd-prune-*; do
         case ${sp_leftover##*/} in .fd-old-*) [ -n "$sp_draining" ] && continue ;; esac
-        if [ -e "$sp_leftover" ]; then
-            rm -rf "$sp_leftover"
+        [ -e "$sp_leftover" ] || continue
+        if rm -rf "$sp_leftover" 2>/dev/null; then
             printf 'removed=%s\n' "${sp_leftover##*/}"
+        else
+            sp_left="$sp_left ${sp_leftover##*/}"
         fi
     done
+    printf 'leftovers=%s\n' "${sp_left# }"
     mkdir -p "$sp_stage"
     printf 'prepared=yes\n'
 }
@@ -439,6 +447,22 @@ config_fingerprint() {
     stat -c '%s:%Y' "$cf_common" "$cf_site" | tr '\n' ' ' | sed 's/ *$//'
 }
 
+# The live release's directory is gone (a crash between the swap's two renames, or removed by
+# hand): the copy set aside comes back under its name before any leftover is removed, since the
+# running generation's code is that copy. With no such copy, live_missing= says so, and the
+# staged copy takes the name without a swap.
+repair_live() {
+    rp_live=$(live_release)
+    [ -n "$rp_live" ] && [ ! -d "$workspace/$rp_live" ] || return 0
+    for rp_aside in "$workspace/.fd-old-$rp_live"-* "$workspace/.fd-old-$rp_live".*; do
+        if [ -d "$rp_aside" ] && mv "$rp_aside" "$workspace/$rp_live"; then
+            printf 'repaired=%s\n' "$rp_live"
+            return 0
+        fi
+    done
+    printf 'live_missing=%s\n' "$rp_live"
+}
+
 stage_activate() {
     sa_site=$(required site)
     sa_release=$(required release)
@@ -447,7 +471,7 @@ stage_activate() {
     link_configs "$sa_site" "$sa_stage"
     printf 'digest=%s\n' "$(release_digest "$sa_stage" "$@")"
     sa_live=$(live_release)
-    if [ "$sa_release" = "$sa_live" ]; then
+    if [ "$sa_release" = "$sa_live" ] && [ -d "$workspace/$sa_live" ]; then
         # The live release cannot be replaced by a rename while it runs: the switch swaps it in.
         printf 'swap=yes\n'
         return
@@ -1097,16 +1121,28 @@ prune() {
     for pr_project in $(draining_projects); do pr_used="$pr_used$(value release "$gen_dir/$pr_project.drain") "; done
     pr_kept=0
     pr_pruned=""
+    pr_failed=""
     for pr_release in $(release_dirs | sort -r); do
         pr_kept=$((pr_kept + 1))
         if [ $pr_kept -le "$pr_keep" ] || [ "$pr_release" = "$pr_live" ] || [ "$pr_release" = "$pr_previous" ]; then
             continue
         fi
         case $pr_used in *" $pr_release "*) continue ;; esac
-        rm -rf "${workspace:?}/$pr_release"
-        pr_pruned="$pr_pruned $pr_release"
+        # Out of the release list in one rename, then removed: a removal that fails part-way
+        # leaves a .fd-prune-* directory, which the next staging finishes off, never half a
+        # release among the releases. The new release runs either way: a failure is a warning.
+        pr_aside="$workspace/.fd-prune-$pr_release.$$"
+        if ! mv "$workspace/$pr_release" "$pr_aside" 2>/dev/null; then
+            pr_failed="$pr_failed $pr_release"
+        elif pr_error=$(rm -rf "$pr_aside" 2>&1); then
+            pr_pruned="$pr_pruned $pr_release"
+        else
+            pr_failed="$pr_failed $pr_release"
+            printf 'prune_error=%s\n' "$(printf '%s\n' "$pr_error" | head -n 1)"
+        fi
     done
     printf 'pruned=%s\n' "${pr_pruned# }"
+    printf 'prune_failed=%s\n' "${pr_failed# }"
 }
 
 stop() {
