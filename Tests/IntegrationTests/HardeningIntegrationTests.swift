@@ -189,4 +189,65 @@ final class HardeningIntegrationTests {
         #expect(next.exitCode == 0, "\(next.standardError.joined(separator: "\n"))")
         #expect(try FileManager.default.contentsOfDirectory(atPath: workspaceOnHost).filter { $0.hasPrefix(".fd-prune-") }.isEmpty)
     }
+
+    // MARK: - A full disk (11.5)
+
+    /// Fills the worker's /home (a small tmpfs) until nothing more fits.
+    static func fill(_ path: String) async throws {
+        _ = try await SubprocessRunner().run(Command("dd", ["if=/dev/zero", "of=\(path)", "bs=4k"]))
+    }
+
+    @Test("the worker's disk fills up during the switch: the handover is undone, the records agree with what runs, the error says so")
+    func diskFullDuringSwitch() async throws {
+        worker.down()
+        let small = try await TestbedWorker.up("hf\(index)", index: index, homeSize: "6m")
+        defer { small.down() }
+        try await small.addSite(Self.site)
+        let arguments = ["remote-worker", "sync", Self.site, "--server", small.address, "--ssh-config", small.sshConfig,
+                         "--benches-path", fixture.benchesPath]
+        #expect(try await DeployerTool.run(arguments).exitCode == 0)
+        let state = small.onHost("/home/frappe/frappe/sites/\(Self.site)/.frappe-deployer")
+        let liveBefore = try String(contentsOfFile: state + "/live", encoding: .utf8)
+        let filler = small.onHost("/home/frappe/filler")
+
+        // Full before the sync: refused at the lock (3), or, if the running services' own file
+        // churn freed a page for it, at the first write after (1); either way before the switch.
+        try await Self.fill(filler)
+        let refused = try await DeployerTool.run(arguments + ["--full"])
+        #expect(refused.exitCode == 3 || refused.exitCode == 1, "\(refused.standardError)")
+        #expect(refused.errors.count == 1, "\(refused.standardError)")
+        let refusal = refused.errors.first ?? ""
+        #expect(refusal.contains("the worker's disk is full at"), "\(refusal)")
+        #expect(refusal.contains("nothing was changed") || refusal.contains("the old release still runs"), "\(refusal)")
+        try FileManager.default.removeItem(atPath: filler)
+
+        // Full from the moment the switch starts (its reserved result and log are written).
+        try fixture.addRelease(Self.r2, seed: 2)
+        try fixture.activate(Self.r2)
+        let sync = Task { try await DeployerTool.run(arguments) }
+        while !FileManager.default.fileExists(atPath: state + "/switch.pid") { try await Task.sleep(for: .milliseconds(10)) }
+        try await Self.fill(filler)
+        let result = try await sync.value
+        try FileManager.default.removeItem(atPath: filler)
+        #expect(result.exitCode == 1, "\(result.standardError)")
+        let error = result.errors.first ?? ""
+        #expect(error.contains("the worker's disk is full at /home/frappe/frappe/sites/\(Self.site)/.frappe-deployer"), "\(error)")
+        #expect(error.contains("rolled back: \(Self.r1) is running again"), "\(error)")
+        // The records are whole and still name r1's generation; r1 runs.
+        #expect(try String(contentsOfFile: state + "/live", encoding: .utf8) == liveBefore)
+        for record in ["releases", "verified", "lock"] {
+            let text = (try? String(contentsOfFile: state + "/" + record, encoding: .utf8)) ?? "absent"
+            #expect(!text.isEmpty, "\(record) is an empty file")
+            #expect(!text.contains(Self.r2), "\(record): \(text)")
+        }
+        let after = Int(Date().timeIntervalSince1970)
+        for service in ["schedule", "short-worker", "long-worker"] {
+            let beat = try await small.heartbeat(site: Self.site, service: service) { $0.time > after }
+            #expect(beat.release == Self.r1, "\(service) runs \(beat.release)")
+        }
+        #expect(try await small.runningServices(site: Self.site) == ["long-worker", "schedule", "short-worker"])
+        // With room again, the next sync completes.
+        let next = try await DeployerTool.run(arguments)
+        #expect(next.exitCode == 0, "\(next.standardError)")
+    }
 }

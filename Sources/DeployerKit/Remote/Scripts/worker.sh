@@ -300,13 +300,8 @@ lock() {
             printf 'stale_lock=%s\n' "$(value holder "$state/lock")"
         fi
     fi
-    {
-        printf 'token=%s\n' "$lk_token"
-        printf 'holder=%s\n' "$lk_holder"
-        printf 'since=%s\n' "$(date +%s)"
-        printf 'session=%s\n' "$(session_id)"
-    } > "$state/lock.new"
-    mv -f "$state/lock.new" "$state/lock"
+    record "$state/lock" "token=$lk_token" "holder=$lk_holder" "since=$(date +%s)" "session=$(session_id)" 2>/dev/null \
+        || fail 3 "$(write_problem "$state"): the lock could not be taken; nothing was changed"
     printf 'locked=yes\n'
 }
 
@@ -314,10 +309,8 @@ unlock() {
     ul_token=$(required token)
     [ -f "$state/lock" ] || return 0
     if [ "$(value token "$state/lock")" = "$ul_token" ]; then
-        if [ $# -gt 0 ]; then
-            printf '%s\n' "$@" > "$state/last-sync.new"
-            mv -f "$state/last-sync.new" "$state/last-sync"
-        fi
+        # The lock goes even when the record cannot be written (its error is on stderr).
+        [ $# -eq 0 ] || record "$state/last-sync" "$@" || true
         rm -f "$state/lock"
         printf 'unlocked=yes\n'
     fi
@@ -433,7 +426,7 @@ keep_config() {
     kc_tmp="$2.fd-new.$$"
     if ! { cp -p "$1" "$kc_tmp" && mv -f "$kc_tmp" "$2"; } 2>/dev/null; then
         rm -f "$kc_tmp"
-        fail 4 "cannot copy $1 to $2 on the worker: is its disk full or the release not writable?"
+        fail 4 "$(write_problem "${2%/*}"): the worker config $2 could not be written"
     fi
 }
 
@@ -608,9 +601,38 @@ drain_facts() {
 
 # Writes a key=value record FILE from its lines, atomically.
 record() {
-    rc_file=$1
+    prepare_record "$@" && mv -f "$1.new" "$1"
+}
+
+# Writes FILE.new with LINE... and checks it holds them (a full disk can leave it empty or
+# short without a failing exit); on failure removes it, says so on stderr and returns 1.
+# FILE.new goes live with `mv -f FILE.new FILE` (a rename needs no space).
+prepare_record() {
+    pc_file=$1
     shift
-    printf '%s\n' "$@" > "$rc_file.new" && mv -f "$rc_file.new" "$rc_file"
+    if { printf '%s\n' "$@" > "$pc_file.new"; } 2>/dev/null && [ "$(cat "$pc_file.new" 2>/dev/null)" = "$(printf '%s\n' "$@")" ]; then
+        return 0
+    fi
+    rm -f "$pc_file.new"
+    printf 'error: %s: %s could not be recorded\n' "$(write_problem "${pc_file%/*}")" "${pc_file##*/}" >&2
+    return 1
+}
+
+# Why a write in DIR failed, in words: the disk is full (under 64 KiB free), or DIR is not writable.
+write_problem() {
+    wp_free=$(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }')
+    if [ "${wp_free:-64}" -lt 64 ] 2>/dev/null; then
+        printf "the worker's disk is full at %s" "$1"
+    else
+        printf '%s is not writable by %s' "$1" "$(id -un)"
+    fi
+}
+
+# Fills FILE with SIZE newlines and checks they are all there: space the switch's result and log
+# overwrite in place (1<>), so they are written even if the disk fills up during the switch.
+reserve() {
+    rs_size=$2
+    { head -c "$rs_size" /dev/zero | tr '\0' '\n' > "$1"; } 2>/dev/null && [ "$(wc -c < "$1")" -eq "$rs_size" ]
 }
 
 # "..." for YAML, with backslashes and double quotes escaped.
@@ -624,8 +646,8 @@ write_generation() {
     wg_project=$1
     wg_release=$2
     shift 2
-    mkdir -p "$gen_dir/$wg_project.view/frappe-bench" "$gen_dir/$wg_project.view/deployment-data" || return 1
-    {
+    mkdir -p "$gen_dir/$wg_project.view/frappe-bench" "$gen_dir/$wg_project.view/deployment-data" 2>/dev/null || return 1
+    wg_text=$(
         printf 'services:\n'
         for wg_service in "$@"; do
             printf '  %s:\n' "$wg_service"
@@ -638,7 +660,8 @@ write_generation() {
             printf '      - {type: bind, source: %s, target: /workspace/frappe-bench}\n' "$(yaml_quote "$workspace/$wg_release")"
             printf '      - {type: bind, source: %s, target: /workspace/deployment-data}\n' "$(yaml_quote "$workspace/deployment-data")"
         done
-    } > "$gen_dir/$wg_project.yml.new" && mv -f "$gen_dir/$wg_project.yml.new" "$gen_dir/$wg_project.yml"
+    )
+    record "$gen_dir/$wg_project.yml" "$wg_text"
 }
 
 # Removes generation PROJECT's containers and files (its drain record stays, for status).
@@ -915,6 +938,35 @@ drain() {
     record "$dr_file" "release=$dr_release" "since=$dr_since" "state=done" "done=$(date +%s)" "killed=$dr_killed"
 }
 
+# Undoes a handover that failed with REASON: the new generation stops (gracefully: a job it took
+# finishes) and goes; the old one never stopped, and its scheduler starts again. Uses
+# do_handover's variables (it is part of it). Returns 7 (the old release serves) or 8 (none did).
+undo_handover() {
+    printf 'reason=%s\n' "$1"
+    printf 'error: %s did not start; %s\n' "$dh_release" "${dh_old:+the old generation keeps serving}" >&2
+    stop_in "$dh_project" "$dh_stop" > /dev/null
+    remove_generation "$dh_project"
+    if [ -n "$dh_aside" ]; then
+        rm -rf "$workspace/.fd-failed-$dh_release"
+        mv "$workspace/$dh_release" "$workspace/.fd-failed-$dh_release"
+        mv "$dh_aside" "$workspace/$dh_release"
+    fi
+    for dh_each in $dh_old_schedules; do project_compose "$dh_each" start schedule >&2; done
+    # The new workers' own warm shutdown may have lost a job: the old generation puts it back.
+    if [ -n "$dh_old" ]; then
+        dh_recover=$(running_in "$dh_old" | tr ' ' '\n' | grep -v '^schedule$' | head -n 1)
+        [ -n "$dh_recover" ] && recover_detached "$dh_old" "$dh_recover" 1
+    fi
+    if [ -z "$dh_old" ]; then
+        printf 'running=\nrolled_back=none\n'
+        return 8
+    fi
+    printf 'running=%s\n' "$(running_in "$dh_old")"
+    printf 'rolled_back=%s\n' "$dh_old_release"
+    printf 'downtime_ms=0\n'
+    return 7
+}
+
 # The handover, run detached by `switch`. Writes key=value facts to stdout (the result file) and
 # its errors to stderr (the log). Never exits early: every path ends with a return code.
 do_handover() {
@@ -948,7 +1000,7 @@ do_handover() {
     mkdir -p "$workspace/deployment-data/config/pids"
     dh_failed=""
     if ! write_generation "$dh_project" "$dh_release" "$@"; then
-        dh_failed="the generation's override could not be written in $gen_dir"
+        dh_failed="$(write_problem "$gen_dir"): the generation's override could not be written"
     fi
     # 1. The new generation's workers start beside the old ones, which keep taking jobs.
     # shellcheck disable=SC2086 # service names are single words
@@ -958,6 +1010,7 @@ do_handover() {
     dh_up=$(now_ms)
     if [ -z "$dh_failed" ] && ! check_dependencies "${opt_deps:-}" 2>> "$state/switch.checks"; then
         dh_failed=$(sed -n 's/^error: //p' "$state/switch.checks" | tail -n 1)
+        [ -n "$dh_failed" ] || dh_failed="$(write_problem "$state"): the dependency check's output was lost"
     fi
     # 2. One scheduler at any moment: the old one stops before the new one starts.
     dh_old_schedules=""
@@ -981,46 +1034,50 @@ do_handover() {
     if [ -z "$dh_failed" ]; then
         if ! check_running "$dh_project" "$dh_settle" "$@" > "$state/switch.start" 2>> "$state/switch.checks"; then
             dh_failed=$(sed -n 's/^error: //p' "$state/switch.checks" | tail -n 1)
+            [ -n "$dh_failed" ] || dh_failed="$(write_problem "$state"): the check of the started services was lost"
+        elif [ -z "$(value running "$state/switch.start")" ]; then
+            dh_failed="$(write_problem "$state"): the check of the started services could not be recorded"
         fi
     fi
     cat "$state/switch.checks" >&2 2>/dev/null
     rm -f "$state/switch.checks"
+    # 4. The new generation is recorded live (every record written and checked first: a full
+    # disk undoes the handover like a failed check, so the records never disagree with what
+    # runs), and then the old one is told to stop.
+    if [ -z "$dh_failed" ]; then
+        dh_records="$state/live"
+        if ! prepare_record "$state/live" "project=$dh_project" "release=$dh_release" "since=$(date +%s)"; then
+            dh_failed="$(write_problem "$state"): the switch could not be recorded"
+        fi
+        if [ -z "$dh_failed" ] && [ -n "${opt_verified:-}" ]; then
+            dh_records="$dh_records $state/verified"
+            prepare_record "$state/verified" "release=$dh_release" "main=${opt_verified%%:*}" "copy=${opt_verified#*:}" \
+                || dh_failed="$(write_problem "$state"): the switch could not be recorded"
+        fi
+        if [ -z "$dh_failed" ] && [ -n "$dh_old_release" ] && [ "$dh_old_release" != "$dh_release" ]; then
+            dh_records="$dh_records $state/releases"
+            prepare_record "$state/releases" "previous=$dh_old_release" \
+                || dh_failed="$(write_problem "$state"): the switch could not be recorded"
+        fi
+        # The drains, recorded before the lock is released, so no later sync starts a third generation.
+        for dh_each in $dh_olds; do
+            [ -z "$dh_failed" ] || break
+            dh_each_release=$dh_old_release
+            [ -f "$gen_dir/$dh_each.yml" ] && dh_each_release=$(sed -n 's/^ *frappe-deployer.release: "\(.*\)"$/\1/p' "$gen_dir/$dh_each.yml" | head -n 1)
+            dh_records="$dh_records $gen_dir/$dh_each.drain"
+            prepare_record "$gen_dir/$dh_each.drain" "release=${dh_each_release:--}" "since=$(date +%s)" "state=draining" \
+                || dh_failed="$(write_problem "$gen_dir"): the switch could not be recorded"
+        done
+        if [ -n "$dh_failed" ]; then
+            for dh_each in $dh_records; do rm -f "$dh_each.new"; done
+        fi
+    fi
     if [ -n "$dh_failed" ]; then
-        # Undo: the new generation stops (gracefully: a job it took finishes) and goes; the old
-        # one never stopped, and its scheduler starts again.
-        printf 'reason=%s\n' "$dh_failed"
-        printf 'error: %s did not start; %s\n' "$dh_release" "${dh_old:+the old generation keeps serving}" >&2
-        stop_in "$dh_project" "$dh_stop" > /dev/null
-        remove_generation "$dh_project"
-        if [ -n "$dh_aside" ]; then
-            rm -rf "$workspace/.fd-failed-$dh_release"
-            mv "$workspace/$dh_release" "$workspace/.fd-failed-$dh_release"
-            mv "$dh_aside" "$workspace/$dh_release"
-        fi
-        for dh_each in $dh_old_schedules; do project_compose "$dh_each" start schedule >&2; done
-        # The new workers' own warm shutdown may have lost a job: the old generation puts it back.
-        if [ -n "$dh_old" ]; then
-            dh_recover=$(running_in "$dh_old" | tr ' ' '\n' | grep -v '^schedule$' | head -n 1)
-            [ -n "$dh_recover" ] && recover_detached "$dh_old" "$dh_recover" 1
-        fi
-        if [ -z "$dh_old" ]; then
-            printf 'running=\nrolled_back=none\n'
-            return 8
-        fi
-        printf 'running=%s\n' "$(running_in "$dh_old")"
-        printf 'rolled_back=%s\n' "$dh_old_release"
-        printf 'downtime_ms=0\n'
-        return 7
+        undo_handover "$dh_failed"
+        return $?
     fi
-    # 4. The new generation serves: it is recorded live, and the old one is told to stop.
+    for dh_each in $dh_records; do mv -f "$dh_each.new" "$dh_each"; done
     printf 'running=%s\n' "$(value running "$state/switch.start")"
-    record "$state/live" "project=$dh_project" "release=$dh_release" "since=$(date +%s)"
-    if [ -n "${opt_verified:-}" ]; then
-        record "$state/verified" "release=$dh_release" "main=${opt_verified%%:*}" "copy=${opt_verified#*:}"
-    fi
-    if [ -n "$dh_old_release" ] && [ "$dh_old_release" != "$dh_release" ]; then
-        record "$state/releases" "previous=$dh_old_release"
-    fi
     dh_flip=""
     dh_base=$(base_project)
     dh_base_serves=no
@@ -1051,9 +1108,8 @@ do_handover() {
         dh_each_release=$dh_old_release
         [ -f "$gen_dir/$dh_each.yml" ] && dh_each_release=$(sed -n 's/^ *frappe-deployer.release: "\(.*\)"$/\1/p' "$gen_dir/$dh_each.yml" | head -n 1)
         printf 'draining_%s=%s %s %s\n' "$dh_n" "$dh_each" "${dh_each_release:--}" "$(running_in "$dh_each" | tr ' ' ',' | sed 's/^$/-/')"
-        # Told now, before this returns: from here on, the old workers take no new job. The drain
-        # is recorded before the lock is released, so no later sync starts a third generation.
-        record "$gen_dir/$dh_each.drain" "release=${dh_each_release:--}" "since=$(date +%s)" "state=draining"
+        # Told now, before this returns: from here on, the old workers take no new job (its drain
+        # record went live with the others above).
         dh_told=$(tell_to_stop "$dh_each" | tr '\n' ' ')
         dh_each_aside=""
         [ "$dh_each" = "$dh_old" ] && dh_each_aside=$dh_aside
@@ -1091,19 +1147,27 @@ switch() {
     if sw_draining=$(draining_projects) && [ -n "$sw_draining" ]; then
         fail 4 "a generation is still draining ($(echo "$sw_draining" | tr '\n' ' ')): a third is not started"
     fi
+    # The result and the log are written over space reserved now (1<>, no truncation), so they
+    # reach the tool even if the disk fills up during the switch; without that space, nothing starts.
+    if ! reserve "$state/switch.result" 65536 || ! reserve "$state/switch.log" 65536; then
+        rm -f "$state/switch.result" "$state/switch.log"
+        fail 4 "$(write_problem "$state"): the switch's result could not be reserved; nothing was switched, the running release serves on"
+    fi
     # The copy about to change (or be replaced) is no longer the one verified.
     rm -f "$state/verified"
     # Detached from this connection: a dropped link or an interrupted client cannot stop it half-way.
     (
         trap '' HUP INT TERM PIPE
-        do_handover "$@" > "$state/switch.result" 2> "$state/switch.log"
-        echo "exit=$?" >> "$state/switch.result"
+        {
+            do_handover "$@"
+            echo "exit=$?"
+        } 1<> "$state/switch.result" 2<> "$state/switch.log"
     ) < /dev/null > /dev/null 2>&1 &
     sw_job=$!
-    printf '%s:%s\n' "$sw_job" "$(proc_start "$sw_job")" > "$state/switch.pid"
+    printf '%s:%s\n' "$sw_job" "$(proc_start "$sw_job")" > "$state/switch.pid" 2>/dev/null || true
     wait "$sw_job" || true
     rm -f "$state/switch.pid"
-    grep -v '^exit=' "$state/switch.result" || true
+    grep -v -e '^exit=' -e '^$' "$state/switch.result" || true
     sw_code=$(value exit "$state/switch.result")
     if [ "${sw_code:-8}" != 0 ]; then
         grep '^error: ' "$state/switch.log" >&2 || true
