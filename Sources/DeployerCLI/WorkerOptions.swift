@@ -31,6 +31,9 @@ struct WorkerOptions: ParsableArguments {
     @Flag(name: .customLong("accept-new-host-key"), help: "Trust the worker's host key if none is known yet (never a changed one).")
     var acceptNewHostKey = false
 
+    @Option(name: .customLong("phase-timeout"), help: ArgumentHelp("Seconds a step on the worker may take before the tool gives up on it (services' stop waits are added where they stop or start). (default: 600)", valueName: "seconds"))
+    var phaseTimeout: Int?
+
     @Option(name: .customLong("config-path"), help: "Path to the TOML configuration file.")
     var configPath: String?
 
@@ -45,7 +48,7 @@ struct WorkerOptions: ParsableArguments {
         flags.servers = servers
         flags.worker = RemoteWorkerConfig(
             sshUser: sshUser, sshPort: sshPort, workspacePath: workspacePath, sshConfig: sshConfig,
-            sshOptions: sshOptions)
+            sshOptions: sshOptions, phaseTimeout: phaseTimeout)
         flags.acceptNewHostKey = acceptNewHostKey
         return flags
     }

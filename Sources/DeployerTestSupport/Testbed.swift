@@ -14,6 +14,8 @@ public final class TestbedWorker: @unchecked Sendable {
     /// The worker's /home as seen from the main server's side (the tests' filesystem view).
     public let homeOnHost: String
     public let dockerHost: String
+    /// The testbed's own directory for this worker (its daemons' pid files and logs).
+    public let directory: String
     private var isUp = true
 
     /// Why integration tests cannot run here, or nil when they can.
@@ -40,6 +42,15 @@ public final class TestbedWorker: @unchecked Sendable {
         knownHosts = facts["FDTB_KNOWN_HOSTS"] ?? ""
         homeOnHost = facts["FDTB_HOME"] ?? ""
         dockerHost = facts["FDTB_DOCKER_HOST"] ?? ""
+        directory = facts["FDTB_DIR"] ?? ""
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the worker's Docker engine: a hung dockerd, whose
+    /// containers keep running while every docker call waits.
+    public func pauseDocker(_ paused: Bool) throws {
+        let text = try String(contentsOfFile: directory + "/run/dockerd.pid", encoding: .utf8)
+        guard let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw FixtureError("no dockerd pid in \(directory)") }
+        kill(pid, paused ? SIGSTOP : SIGCONT)
     }
 
     deinit { down() }
@@ -198,14 +209,15 @@ public enum DeployerTool {
     /// Runs the tool with `arguments`; the environment is the test's minus FRAPPE_DEPLOYER_* plus
     /// `environment`. Every line of standard error is kept and, as it arrives, passed to `onError`
     /// with the tool's pid, so a test can act (send a signal, cut the network) at a given step.
-    /// `namespace` runs it inside that network namespace (a testbed host playing the main server).
+    /// `namespace` runs it inside that network namespace (a testbed host playing the main server);
+    /// `wrapper` runs it under a command (e.g. `unshare --pid --fork --mount-proc`).
     public static func run(_ arguments: [String], environment: [String: String] = [:], namespace: String? = nil,
-                           onError: (@Sendable (String, pid_t) -> Void)? = nil) async throws -> ToolResult {
+                           wrapper: [String] = [], onError: (@Sendable (String, pid_t) -> Void)? = nil) async throws -> ToolResult {
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FRAPPE_DEPLOYER_") }
         env.merge(environment) { $1 }
         let assignments = env.map { "\($0.key)=\($0.value)" }
         // env(1) and ip-netns-exec exec the tool, so the pid is the tool's own.
-        let invocation = (namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] } ?? []) + ["/usr/bin/env", "-i"] + assignments + [path] + arguments
+        let invocation = (namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] } ?? []) + wrapper + ["/usr/bin/env", "-i"] + assignments + [path] + arguments
         let result = try await Subprocess.run(
             .path(.init(invocation[0])), arguments: Arguments(Array(invocation.dropFirst())),
             input: .none, output: .sequence, error: .sequence

@@ -62,7 +62,7 @@ struct RemoteCommandTests {
         configured.sshConfig = "/etc/my ssh/config"
         let shell = try SSHCommand.rsyncShell(SSHEndpoint(worker: configured, controlPath: "/tmp/x/m"))
         #expect(shell.hasPrefix("ssh -F '/etc/my ssh/config' -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=yes"))
-        #expect(shell.hasSuffix("-o ControlPath=/tmp/x/m -o ControlMaster=no"))
+        #expect(shell.hasSuffix("-o ControlPath=/tmp/x/m -o RequestTTY=no -o RemoteCommand=none -o ControlMaster=no"))
         configured.sshConfig = "/etc/it's/config"
         #expect(throws: RsyncShellError.self) { try SSHCommand.rsyncShell(SSHEndpoint(worker: configured, controlPath: "/tmp/x/m")) }
     }

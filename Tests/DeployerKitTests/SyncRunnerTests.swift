@@ -47,8 +47,10 @@ struct SyncRunnerTests {
         }
     }
 
+    /// What each command is, in order; the local release digest runs beside the connection (its
+    /// place in the order is not the sync's), so it is left out.
     func kinds(_ commands: [Command]) -> [String] {
-        commands.map { command in
+        commands.filter { !$0.arguments.contains("--list-only") }.map { command in
             if let phase = command.scriptPhase { return phase }
             if command.arguments == ["--version"] { return "version" }
             if command.executable == "rsync" { return "rsync" }
@@ -65,7 +67,7 @@ struct SyncRunnerTests {
         let events = Events()
         let report = try await SyncRunner(runner: runner, reporter: events, verbose: false).run(plan)
         // The release's local digest is taken alongside connect and check: once, at no fixed place.
-        #expect(kinds(runner.commands).filter { $0 == "digest" }.count == 1)
+        #expect(runner.commands.filter { $0.arguments.contains("--list-only") }.count == 1)
         #expect(kinds(runner.commands).filter { $0 != "digest" }
                 == ["open", "preflight", "version", "stage-prepare", "rsync", "rsync", "stage-activate", "switch", "prune", "unlock", "close"])
         let release = try #require(runner.commands.first { $0.executable == "rsync" && $0.arguments.contains { $0.hasSuffix(".fd-staging-release_1-\(plan.token)/") } })
@@ -107,20 +109,40 @@ struct SyncRunnerTests {
         #expect(kinds(runner.commands) == ["open", "preflight", "close"])
     }
 
-    @Test("a lock held by a dead process of this host is taken over with its token")
+    @Test("a lock held by a provably dead process (this boot and PID namespace, its pid gone) is taken over with its token")
     func takeover() async throws {
-        let dead = "root@\(ProcessInfo.processInfo.hostName) pid 999999"
-        let runner = RecordingRunner { command in
+        let me = try #require(ProcessIdentity.current())
+        let gone = ProcessIdentity(boot: me.boot, pidNamespace: me.pidNamespace, pid: 999_999, start: "7")
+        let runner = Self.heldBy(origin: gone.text)
+        _ = try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(plan)
+        #expect(kinds(runner.commands).prefix(3) == ["open", "preflight", "preflight"])
+        #expect(runner.commands.first { $0.scriptPhase == "preflight" }?.arguments.last?.contains("--origin=\(me.boot)") == true,
+                "the lock request carries this process's identity")
+    }
+
+    @Test("a holder whose death cannot be proved from here (another PID namespace, no identity) is never taken over")
+    func noTakeoverWithoutProof() async throws {
+        let me = try #require(ProcessIdentity.current())
+        for origin in [ProcessIdentity(boot: me.boot, pidNamespace: "pid:[1]", pid: 999_999, start: "7").text, ""] {
+            let runner = Self.heldBy(origin: origin)
+            await #expect(throws: SyncFailure.self) { try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(plan) }
+            #expect(!runner.commands.contains { $0.arguments.last?.contains("--takeover=") == true })
+        }
+    }
+
+    /// A worker whose lock is held by `root@this-host pid 999999` with process identity `origin`.
+    static func heldBy(origin: String) -> RecordingRunner {
+        let holder = "root@\(ProcessInfo.processInfo.hostName) pid 999999"
+        return RecordingRunner { command in
             if command.scriptPhase == "preflight" {
                 if command.arguments.last?.contains("--takeover=deadbeef") == true {
-                    return .ok("took_over=\(dead)\nlocked=yes\ncurrent_release=release_0\nreleases=release_0\n")
+                    return .ok("took_over=\(holder)\nlocked=yes\ncurrent_release=release_0\nreleases=release_0\n")
                 }
-                return CommandOutput(exitCode: 6, standardOutput: "held_by=\(dead)\nheld_since=1\nheld_token=deadbeef\nswitch_running=no\n", standardErrorTail: [])
+                return CommandOutput(exitCode: 6, standardOutput: "held_by=\(holder)\nheld_since=1\nheld_token=deadbeef\nheld_origin=\(origin)\nswitch_running=no\n",
+                                     standardErrorTail: [])
             }
             return Self.answer()(command)
         }
-        _ = try await SyncRunner(runner: runner, reporter: Events(), verbose: false).run(plan)
-        #expect(kinds(runner.commands).prefix(3) == ["open", "preflight", "preflight"])
     }
 
     @Test("a switch that rolled back is a failure that says the previous release runs")

@@ -1,6 +1,7 @@
 import DeployerKit
 import DeployerTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// Bad input and faults an operator or an attacker brings, against real testbed workers: each
@@ -249,5 +250,28 @@ final class HardeningIntegrationTests {
         // With room again, the next sync completes.
         let next = try await DeployerTool.run(arguments)
         #expect(next.exitCode == 0, "\(next.standardError)")
+    }
+
+    // MARK: - Locks (11.6)
+
+    @Test("a sync from another PID namespace of the same host never takes a live sync's lock")
+    func lockFromAnotherNamespace() async throws {
+        #expect(try await sync().exitCode == 0)
+        try fixture.addRelease(Self.r2, seed: 2, incompressibleMiB: 4)
+        try fixture.activate(Self.r2)
+        let staging = Mutex(false)
+        let arguments = ["remote-worker", "sync", Self.site] + connection + ["--benches-path", fixture.benchesPath, "--bwlimit", "1024"]
+        let first = Task {
+            try await DeployerTool.run(arguments, onError: { line, _ in if line.contains("] stage...") { staging.withLock { $0 = true } } })
+        }
+        while !staging.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(50)) }
+        // Same user and host name; the first sync's pid is invisible from the new namespace.
+        let other = try await DeployerTool.run(["remote-worker", "sync", Self.site] + connection + ["--benches-path", fixture.benchesPath],
+                                               wrapper: ["/usr/bin/unshare", "--pid", "--fork", "--mount-proc"])
+        #expect(other.exitCode == 3, "\(other.standardError)")
+        #expect(other.errors.first?.contains("is locked by another sync") == true, "\(other.standardError)")
+        let winner = try await first.value
+        #expect(winner.exitCode == 0, "\(winner.standardError.joined(separator: "\n"))")
+        try await expectComplete(Self.r2)
     }
 }

@@ -25,13 +25,15 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
     public var streams: Int?
     /// rsync compression: auto, zstd, lz4 or off.
     public var compress: String?
+    /// The base of every remote phase's time limit, in seconds.
+    public var phaseTimeout: Int?
 
     public init(
         server: String? = nil, sshUser: String? = nil, sshPort: Int? = nil, workspacePath: String? = nil,
         sshConfig: String? = nil, includeDirs: [String] = [], includeFiles: [String] = [],
         excludePatterns: [String] = [], sshOptions: [String] = [], strategy: String? = nil, keepReleases: Int? = nil,
         stopTimeout: Int? = nil, lockWait: Int? = nil, bandwidthLimit: Int? = nil, settle: Int? = nil, scheduler: Bool? = nil,
-        streams: Int? = nil, compress: String? = nil
+        streams: Int? = nil, compress: String? = nil, phaseTimeout: Int? = nil
     ) {
         self.server = server
         self.sshUser = sshUser
@@ -51,6 +53,7 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
         self.scheduler = scheduler
         self.streams = streams
         self.compress = compress
+        self.phaseTimeout = phaseTimeout
     }
 }
 
@@ -71,7 +74,7 @@ public struct ConfigFile: Sendable, Equatable {
     static let workerKeys = [
         "server", "ssh_user", "ssh_port", "workspace_path", "ssh_config",
         "include_dirs", "include_files", "exclude_patterns", "ssh_options",
-        "strategy", "keep_releases", "stop_timeout", "lock_wait", "bwlimit", "settle", "scheduler", "streams", "compress",
+        "strategy", "keep_releases", "stop_timeout", "lock_wait", "bwlimit", "settle", "scheduler", "streams", "compress", "phase_timeout",
     ]
 
     public init(path: String, siteName: String? = nil, benchesPath: String? = nil, remoteWorkers: [RemoteWorkerConfig] = []) {
@@ -151,7 +154,8 @@ public struct ConfigFile: Sendable, Equatable {
             settle: try reader.int("settle"),
             scheduler: try reader.bool("scheduler"),
             streams: try reader.int("streams"),
-            compress: try reader.string("compress")
+            compress: try reader.string("compress"),
+            phaseTimeout: try reader.int("phase_timeout")
         )
     }
 

@@ -24,6 +24,7 @@ public enum SettingsResolver {
         ("FRAPPE_DEPLOYER_LOCK_WAIT", "remote_worker.lock_wait"),
         ("FRAPPE_DEPLOYER_BWLIMIT", "remote_worker.bwlimit"),
         ("FRAPPE_DEPLOYER_SETTLE", "remote_worker.settle"),
+        ("FRAPPE_DEPLOYER_PHASE_TIMEOUT", "remote_worker.phase_timeout"),
         ("FRAPPE_DEPLOYER_COMPRESS", "remote_worker.compress"),
     ]
 
@@ -62,7 +63,8 @@ public enum SettingsResolver {
             excludePatterns: list("FRAPPE_DEPLOYER_EXCLUDE_PATTERNS"), strategy: value("FRAPPE_DEPLOYER_STRATEGY"),
             keepReleases: try integer("FRAPPE_DEPLOYER_KEEP_RELEASES"), stopTimeout: try integer("FRAPPE_DEPLOYER_STOP_TIMEOUT"),
             lockWait: try integer("FRAPPE_DEPLOYER_LOCK_WAIT"), bandwidthLimit: try integer("FRAPPE_DEPLOYER_BWLIMIT"),
-            settle: try integer("FRAPPE_DEPLOYER_SETTLE"), compress: value("FRAPPE_DEPLOYER_COMPRESS"))
+            settle: try integer("FRAPPE_DEPLOYER_SETTLE"), compress: value("FRAPPE_DEPLOYER_COMPRESS"),
+            phaseTimeout: try integer("FRAPPE_DEPLOYER_PHASE_TIMEOUT"))
         return (value("FRAPPE_DEPLOYER_SITE_NAME"), value("FRAPPE_DEPLOYER_BENCHES_PATH"), worker, warnings)
     }
 
@@ -229,6 +231,8 @@ public enum SettingsResolver {
         worker.keepReleases = try count(\.keepReleases, flag: "--keep-releases", variable: "FRAPPE_DEPLOYER_KEEP_RELEASES", key: "keep_releases", minimum: 1) ?? 3
         worker.stopTimeout = try count(\.stopTimeout, flag: "--stop-timeout", variable: "FRAPPE_DEPLOYER_STOP_TIMEOUT", key: "stop_timeout", minimum: 0)
         worker.lockWait = try count(\.lockWait, flag: "--lock-wait", variable: "FRAPPE_DEPLOYER_LOCK_WAIT", key: "lock_wait", minimum: 0) ?? 0
+        worker.phaseTimeout = try count(\.phaseTimeout, flag: "--phase-timeout", variable: "FRAPPE_DEPLOYER_PHASE_TIMEOUT", key: "phase_timeout",
+                                        minimum: 10) ?? worker.phaseTimeout
         worker.bandwidthLimit = try count(\.bandwidthLimit, flag: "--bwlimit", variable: "FRAPPE_DEPLOYER_BWLIMIT", key: "bwlimit", minimum: 1)
         worker.settleSeconds = try count(\.settle, flag: "--settle", variable: "FRAPPE_DEPLOYER_SETTLE", key: "settle", minimum: 0) ?? 2
         worker.scheduler = pick(\.scheduler) ?? true

@@ -58,6 +58,10 @@ public struct WorkerSettings: Sendable, Equatable {
     public var stopTimeout: Int?
     /// Seconds to wait for another sync's lock before giving up.
     public var lockWait = 0
+    /// The base of every remote phase's time limit, in seconds (`WorkerPhase.timeLimit`): work on
+    /// files gets this long, phases that stop or start services their stop waits on top, checks
+    /// at most 120 s; rsync gives up after this long without I/O.
+    public var phaseTimeout = 600
     /// rsync --bwlimit in KiB/s, so a sync cannot saturate the main server's link.
     public var bandwidthLimit: Int?
     /// Seconds services must stay up after a start, without restarting, to count as healthy.

@@ -6,6 +6,10 @@ public enum RemoteError: Error, Equatable, LocalizedError {
     case hostKeyChanged(host: String, port: Int)
     case authenticationFailed(destination: String, port: Int)
     case unreachable(host: String, port: Int, detail: String)
+    /// A phase ran past its time limit on the worker and was given up (its ssh ended).
+    case timedOut(step: String, host: String, seconds: Int)
+    /// SIGINT or SIGTERM arrived while waiting on the worker; the wait was given up.
+    case interrupted(signal: Int32)
     /// A remote phase or transfer failed; `message` is the worker's own one-line reason if it gave one.
     case failed(step: String, host: String, message: String, command: String, exitCode: Int32, standardErrorTail: [String])
 
@@ -20,6 +24,10 @@ public enum RemoteError: Error, Equatable, LocalizedError {
             return "ssh authentication as \(destination) (port \(port)) was refused: check the key in your agent or ssh config and the worker's authorized_keys"
         case .unreachable(let host, let port, let detail):
             return "cannot reach \(host) port \(port): \(detail)"
+        case .timedOut(let step, let host, let seconds):
+            return "\(step) did not finish on \(host) within \(seconds) s: the worker does not answer (is its Docker engine or disk hung?); raise --phase-timeout if it is only slow"
+        case .interrupted(let signal):
+            return "interrupted by \(signal == SIGTERM ? "SIGTERM" : "SIGINT")"
         case .failed(let step, let host, let message, _, _, _):
             return "\(step) failed on \(host): \(message)"
         }

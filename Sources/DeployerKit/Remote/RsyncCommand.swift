@@ -60,8 +60,9 @@ public enum RsyncCommand {
     /// The spec's options (archive, compression, checksums, delete) plus what makes them safe:
     /// `--protect-args` keeps remote paths away from the remote shell, `--stats` feeds the report.
     /// Excluded paths are protected from `--delete` because `--delete-excluded` is never given.
+    /// `ioTimeout` gives up after that many seconds without any I/O (rsync's `--timeout`).
     public static func arguments(_ transfer: RsyncTransfer, endpoint: SSHEndpoint, shell: String, output: RsyncOutput,
-                                 checksum: Bool = true) -> [String] {
+                                 checksum: Bool = true, ioTimeout: Int? = nil) -> [String] {
         var arguments = ["--archive"] + (transfer.compression.map { ["--compress", "--compress-choice=\($0)"] } ?? [])
             + (transfer.checksumChoice.map { ["--checksum-choice=\($0)"] } ?? [])
             + (transfer.times ? [] : ["--no-times"])
@@ -70,6 +71,7 @@ public enum RsyncCommand {
         if transfer.relative { arguments.append("--relative") }
         if let base = transfer.linkDest { arguments.append("--link-dest=\(base)") }
         if let limit = transfer.bandwidthLimit { arguments.append("--bwlimit=\(limit)") }
+        if let ioTimeout { arguments.append("--timeout=\(ioTimeout)") }
         switch output {
         case .quiet: break
         case .itemized: arguments.append("--out-format=%i %n%L")

@@ -41,6 +41,10 @@ public enum SSHCommand {
             "-o", "ServerAliveInterval=15",
             "-o", "ServerAliveCountMax=4",
             "-o", "ControlPath=\(endpoint.controlPath)",
+            // Never a terminal (`RequestTTY force` in a config would hang the script on its
+            // input) and never a configured RemoteCommand in place of the tool's own.
+            "-o", "RequestTTY=no",
+            "-o", "RemoteCommand=none",
         ]
         return options
     }

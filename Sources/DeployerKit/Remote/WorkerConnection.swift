@@ -8,9 +8,20 @@ public struct WorkerConnection: Sendable {
     /// The worker script every phase runs, and the worker's workspace it works on.
     let script: RemoteScript
     let workspace: String
+    /// The base of every phase's time limit (`WorkerPhase.timeLimit`).
+    let phaseTimeout: Int
+    /// SIGINT/SIGTERM received so far: a phase that may be cut off stops waiting at once.
+    let signal: (@Sendable () -> Int32?)?
+
+    /// How long the master connection may take to open (TCP, key exchange, login).
+    static let connectLimit = Duration.seconds(60)
+    /// How long asking the master whether it stands, or to exit, may take.
+    static let controlLimit = Duration.seconds(20)
 
     /// Opens the master connection; a refused host key, login or network is a classified error.
-    public static func open(worker: WorkerSettings, runner: any CommandRunning) async throws -> WorkerConnection {
+    /// It waits at most `connectLimit` and stops at once on SIGINT/SIGTERM (`signal`).
+    public static func open(worker: WorkerSettings, runner: any CommandRunning,
+                            signal: (@Sendable () -> Int32?)? = nil) async throws -> WorkerConnection {
         let script = try RemoteScript.worker()
         // A private directory for the control socket: short enough for the 104-byte socket limit,
         // and not writable by anyone else.
@@ -19,7 +30,7 @@ public struct WorkerConnection: Sendable {
         let command = SSHCommand.openMaster(endpoint)
         let output: CommandOutput
         do {
-            output = try await runner.run(command)
+            output = try await limited(step: "connect", host: worker.server, connectLimit, signal: signal) { try await runner.run(command) }
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
             throw error
@@ -29,7 +40,20 @@ public struct WorkerConnection: Sendable {
             throw RemoteError.classifyConnection(output, endpoint: endpoint, command: command)
         }
         return WorkerConnection(endpoint: endpoint, runner: runner, controlDirectory: directory, script: script,
-                                workspace: worker.workspacePath)
+                                workspace: worker.workspacePath, phaseTimeout: worker.phaseTimeout, signal: signal)
+    }
+
+    /// Runs `body` within `limit`, and (with `signal`) stops at once on SIGINT/SIGTERM: the two
+    /// ways a wait ends early, as `RemoteError.timedOut` and `RemoteError.interrupted`.
+    static func limited<T: Sendable>(step: String, host: String, _ limit: Duration, signal: (@Sendable () -> Int32?)?,
+                                     _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        do {
+            return try await TimeLimit.run(limit, signal: signal, body)
+        } catch let exceeded as TimeLimitExceeded {
+            throw RemoteError.timedOut(step: step, host: host, seconds: exceeded.seconds)
+        } catch let interrupted as Interrupted {
+            throw RemoteError.interrupted(signal: interrupted.signal)
+        }
     }
 
     /// Runs one phase of the worker script; a non-zero exit becomes `RemoteError.failed` carrying
@@ -42,9 +66,14 @@ public struct WorkerConnection: Sendable {
     }
 
     /// Runs one phase and returns how it ended, whatever its exit.
+    /// Every phase has a time limit; those that may be cut off stop at once on SIGINT/SIGTERM.
     public func ask(_ phase: WorkerPhase, onLine: (@Sendable (OutputStream, String) -> Void)? = nil) async throws -> PhaseReply {
         let command = SSHCommand.script(endpoint, script, phase.arguments(workspace: workspace))
-        let output = try await runner.run(command, onLine: onLine)
+        let runner = self.runner
+        let output = try await Self.limited(step: phase.name, host: endpoint.host, phase.timeLimit(base: phaseTimeout),
+                                            signal: phase.isInterruptible ? signal : nil) {
+            try await runner.run(command, onLine: onLine)
+        }
         return PhaseReply(command: command, output: output)
     }
 
@@ -60,7 +89,8 @@ public struct WorkerConnection: Sendable {
                                      message: "ssh argument \(error.argument) contains a single quote, which rsync -e cannot carry",
                                      command: "rsync", exitCode: 2, standardErrorTail: [])
         }
-        var command = Command("rsync", RsyncCommand.arguments(transfer, endpoint: endpoint, shell: shell, output: mode, checksum: checksum))
+        var command = Command("rsync", RsyncCommand.arguments(transfer, endpoint: endpoint, shell: shell, output: mode, checksum: checksum,
+                                                                ioTimeout: phaseTimeout))
         // Progress lines go to the display only: kept, they could crowd the stats out of memory.
         if mode == .progress {
             command.keepsLine = { line in !RsyncProgress.isProgressLine(line) }
@@ -73,12 +103,14 @@ public struct WorkerConnection: Sendable {
     /// Whether the master connection still stands. Cleanup after a lost connection is skipped
     /// rather than waiting on a dead link (the next sync cleans up instead).
     public func isAlive() async -> Bool {
-        (try? await runner.run(SSHCommand.checkMaster(endpoint)))?.succeeded ?? false
+        let (runner, command) = (self.runner, SSHCommand.checkMaster(endpoint))
+        return (try? await TimeLimit.run(Self.controlLimit) { try await runner.run(command) })?.succeeded ?? false
     }
 
     /// Closes the master connection and removes its socket directory; safe to call on any path out.
     public func close() async {
-        _ = try? await runner.run(SSHCommand.closeMaster(endpoint))
+        let (runner, command) = (self.runner, SSHCommand.closeMaster(endpoint))
+        _ = try? await TimeLimit.run(Self.controlLimit) { try await runner.run(command) }
         try? FileManager.default.removeItem(atPath: controlDirectory)
     }
 

@@ -23,7 +23,7 @@ public struct WorkerOutcome: Sendable {
         if skipped != nil { return 1 }
         switch (error as? SyncFailure)?.underlying ?? error {
         case SyncError.locked?, SyncError.stillDraining?: return 3
-        case SyncError.interrupted?: return 130
+        case SyncError.interrupted?, RemoteError.interrupted?: return 130
         default: return 1
         }
     }
@@ -35,7 +35,8 @@ public struct WorkerOutcome: Sendable {
         var message = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
         if let failure = error as? SyncFailure {
             switch failure.underlying {
-            case SyncError.locked, SyncError.interrupted, SyncError.rolledBack, SyncError.noPreviousRelease, SyncError.stillDraining: break
+            case SyncError.locked, SyncError.interrupted, SyncError.rolledBack, SyncError.noPreviousRelease, SyncError.stillDraining,
+                 RemoteError.interrupted: break
             default: if failure.workerState != .unchanged { message += " (worker: \(failure.workerState))" }
             }
         }

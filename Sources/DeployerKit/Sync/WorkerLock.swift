@@ -6,9 +6,12 @@ import Glibc
 /// The per-site lock on a worker: one sync (or rollback) at a time.
 ///
 /// The worker records the holder and the ssh connection it runs in; a lock whose connection is gone
-/// belongs to a dead sync and is taken over. A holder on this same main server whose process is gone
-/// (killed with SIGKILL; its idle connection lingers up to `SSHCommand.controlPersistSeconds`) is
-/// taken over at once, unless its switch is still running on the worker.
+/// belongs to a dead sync and is taken over. A holder whose process is provably gone (killed with
+/// SIGKILL; its idle connection lingers up to `SSHCommand.controlPersistSeconds`) is taken over at
+/// once, unless its switch is still running on the worker. The proof is its `ProcessIdentity`:
+/// same kernel boot and PID namespace as this process, and no process of that pid and start
+/// time. A holder in another namespace (a container, a CI runner with the same host name) is
+/// never declared dead from here: its lock goes when its connection does.
 struct WorkerLock {
     let connection: WorkerConnection
     let worker: WorkerSettings
@@ -16,6 +19,8 @@ struct WorkerLock {
     let site: String
     /// With these, preflight also reports the digest of a verified live copy.
     var digestExcludes: [String]?
+    /// SIGINT/SIGTERM end the wait for another holder at once.
+    var interrupt: InterruptSignal?
 
     /// `user@host pid N`: who holds the lock, as shown to whoever is refused.
     static var holder: String {
@@ -33,7 +38,8 @@ struct WorkerLock {
         let start = ContinuousClock.now
         var takeover: String?
         while true {
-            let phase = WorkerPhase.preflight(site: site, lock: LockRequest(token: token, holder: Self.holder, takeover: takeover),
+            let phase = WorkerPhase.preflight(site: site, lock: LockRequest(token: token, holder: Self.holder,
+                                                                             origin: ProcessIdentity.current()?.text, takeover: takeover),
                                               digestExcludes: digestExcludes)
             let reply = try await connection.ask(phase)
             if reply.exit == .ok { return PreflightAnswer(reply.facts) }
@@ -41,25 +47,21 @@ struct WorkerLock {
                 throw connection.failure(step: SyncStep.preflight.rawValue, command: reply.command, output: reply.output)
             }
             let held = LockHeld(reply.facts)
-            if takeover == nil, !held.switchRunning, let token = held.token, Self.isDeadLocalHolder(held.holder) {
+            if takeover == nil, !held.switchRunning, let token = held.token, held.origin?.isProvablyDead(observer: .current()) == true {
                 takeover = token
                 continue
             }
             let waited = Int((ContinuousClock.now - start).seconds)
+            if let signal = interrupt?.received {
+                throw SyncError.interrupted(signal: signal, state: "the worker is unchanged: its lock was never taken (held by \(held.holder))")
+            }
             guard waited < worker.lockWait else {
                 let since = held.since.map(Self.format) ?? "an unknown time"
                 throw SyncError.locked(host: worker.server, holder: held.holder, since: since, waited: waited)
             }
-            try await Task.sleep(for: .seconds(1))
+            // A second between asks, cut short by a signal.
+            for _ in 0..<10 where interrupt?.received == nil { try await Task.sleep(for: .milliseconds(100)) }
         }
-    }
-
-    /// Whether `holder` (`user@host pid N`) names a process of this host that no longer exists.
-    static func isDeadLocalHolder(_ holder: String) -> Bool {
-        let parts = holder.split(separator: " ")
-        guard parts.count == 3, parts[1] == "pid", let pid = pid_t(parts[2]),
-              let at = parts[0].lastIndex(of: "@"), parts[0][parts[0].index(after: at)...] == localHostName else { return false }
-        return kill(pid, 0) != 0 && errno == ESRCH
     }
 
     static func format(_ date: Date) -> String {

@@ -29,10 +29,12 @@ final class WorkerSession {
 
     /// Opens the one connection every step of the session shares.
     static func open(worker: WorkerSettings, context: SyncRunner, report: SyncReport, note: String) async throws -> WorkerSession {
+        var signal: (@Sendable () -> Int32?)?
+        if let interrupt = context.interrupt { signal = { interrupt.received } }
         let (connection, seconds) = try await timed(.connect, host: worker.server, reporter: context.reporter,
                                                     detail: "\(worker.destination) port \(worker.sshPort)",
                                                     fail: { SyncFailure(step: .connect, host: worker.server, underlying: $0, workerState: .unchanged) }) {
-            (try await WorkerConnection.open(worker: worker, runner: context.runner), note)
+            (try await WorkerConnection.open(worker: worker, runner: context.runner, signal: signal), note)
         }
         let session = WorkerSession(worker: worker, connection: connection, context: context, report: report)
         session.report.stepSeconds.append((.connect, seconds))
@@ -72,8 +74,14 @@ final class WorkerSession {
         }
     }
 
+    /// A step's failure, saying what the worker holds. After SIGINT/SIGTERM, any failure (a wait
+    /// given up, a child the signal reached too) is the interruption, so the run ends with 130.
     func fail(_ step: SyncStep, _ error: any Error) -> SyncFailure {
-        SyncFailure(step: step, host: host, underlying: error, workerState: workerState)
+        var underlying = error
+        if case SyncError.interrupted = error {} else if let signal = interrupt?.received {
+            underlying = SyncError.interrupted(signal: signal, state: "stopped at \(step.rawValue); the worker is \(workerState)")
+        }
+        return SyncFailure(step: step, host: host, underlying: underlying, workerState: workerState)
     }
 
     /// The interrupt received, as the failure that stops here: `state` says what the worker runs.
@@ -86,7 +94,7 @@ final class WorkerSession {
     func checkAndLock(site: String, token: String, digestExcludes: [String]?) async throws -> PreflightAnswer {
         try await step(.preflight, detail: "\(worker.siteDirectory), then take its lock") {
             let answer = try await WorkerLock(connection: connection, worker: worker, token: token, site: site,
-                                              digestExcludes: digestExcludes).acquire()
+                                              digestExcludes: digestExcludes, interrupt: interrupt).acquire()
             lockToken = token
             return (answer, "workers: \(answer.workerServices.joined(separator: " ")); live: \(answer.releases.live ?? "none yet"); "
                 + "lock \(answer.lock?.note ?? "held")")

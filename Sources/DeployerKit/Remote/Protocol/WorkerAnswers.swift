@@ -214,6 +214,8 @@ public struct LockHeld: Sendable, Equatable {
     public var holder: String
     public var since: Date?
     public var token: String?
+    /// The holder's process identity, when it recorded one.
+    public var origin: ProcessIdentity?
     /// A switch of the holder still runs on the worker: never taken over.
     public var switchRunning: Bool
 
@@ -221,6 +223,7 @@ public struct LockHeld: Sendable, Equatable {
         holder = facts.text("held_by") ?? "an unknown sync"
         since = facts.date("held_since")
         token = facts.text("held_token")
+        origin = facts.text("held_origin").flatMap(ProcessIdentity.init)
         switchRunning = facts.flag("switch_running")
     }
 }

@@ -55,7 +55,7 @@ public enum WorkerPhase: Sendable, Equatable {
         var list: [String] = []
         switch self {
         case .preflight(let site, let lock, let excludes):
-            options = [("site", site), ("token", lock?.token), ("holder", lock?.holder), ("takeover", lock?.takeover),
+            options = [("site", site), ("token", lock?.token), ("holder", lock?.holder), ("origin", lock?.origin), ("takeover", lock?.takeover),
                        ("digest", excludes == nil ? nil : "yes")]
             list = excludes ?? []
         case .unlock(let token, let record):
@@ -94,16 +94,18 @@ public enum WorkerPhase: Sendable, Equatable {
     }
 }
 
-/// Taking the per-site lock: this sync's token, who it is for people, and a dead holder's token
-/// to take over.
+/// Taking the per-site lock: this sync's token, who it is for people, its process identity (the
+/// proof a later sync needs to take it over), and a dead holder's token to take over.
 public struct LockRequest: Sendable, Equatable {
     public var token: String
     public var holder: String
+    public var origin: String?
     public var takeover: String?
 
-    public init(token: String, holder: String, takeover: String? = nil) {
+    public init(token: String, holder: String, origin: String? = nil, takeover: String? = nil) {
         self.token = token
         self.holder = holder
+        self.origin = origin
         self.takeover = takeover
     }
 }

@@ -6,13 +6,14 @@
 # SITE_DIR/.frappe-deployer, beside the compose files. The tool's Remote/Protocol is the other
 # half of this interface: it builds these arguments and decodes the key=value facts printed here.
 #
-#   preflight WORKSPACE --site=S [--token=T --holder=H [--takeover=T2]] [--digest=yes] [-- EXCLUDE...]
+#   preflight WORKSPACE --site=S [--token=T --holder=H [--origin=O] [--takeover=T2]] [--digest=yes] [-- EXCLUDE...]
 #       checks the worker and prints facts; with --token, then takes the per-site lock (nothing
 #       is written unless every check passed; see lock). With --digest=yes, also the digest of
 #       the live copy when it is the verified one (EXCLUDE patterns as rsync takes them).
-#   lock WORKSPACE --token=T --holder=H [--takeover=T2]
+#   lock WORKSPACE --token=T --holder=H [--origin=O] [--takeover=T2]
 #       takes the per-site lock; exit 6 with held_* facts when a live sync holds it. A lock whose
-#       ssh session is gone is taken over; --takeover names a holder's token to take over anyway.
+#       ssh session is gone is taken over; --takeover names a holder's token to take over anyway
+#       (the tool passes it only on proof from O, the holder's process identity, that it is dead).
 #   unlock WORKSPACE --token=T [-- KEY=VALUE...]
 #       releases the lock if T holds it; with KEY=VALUE lines, first records them as the last sync.
 #   status WORKSPACE --site=S [-- EXCLUDE...]
@@ -213,7 +214,18 @@ preflight() {
         [ -f "$site_dir/$pf_file" ] || fail 3 "$site_dir/$pf_file is missing on the worker: copy the site's compose files from the main server (remote-worker enable)"
     done
     command -v rsync >/dev/null 2>&1 || fail 3 "rsync is not installed on the worker: install it (apt-get install rsync)"
-    docker info >/dev/null 2>&1 || fail 3 "cannot reach the Docker engine on the worker as $(id -un): is dockerd running and is the user in the docker group?"
+    # Bounded: a hung (or SIGSTOPped) engine makes every docker call wait forever.
+    pf_info=0
+    if command -v timeout >/dev/null 2>&1; then
+        timeout -k 5 20 docker info >/dev/null 2>&1 || pf_info=$?
+    else
+        docker info >/dev/null 2>&1 || pf_info=$?
+    fi
+    case $pf_info in
+        0) ;;
+        124 | 137) fail 3 "the Docker engine on the worker does not answer (docker info took over 20 s): is dockerd hung or stopped?" ;;
+        *) fail 3 "cannot reach the Docker engine on the worker as $(id -un): is dockerd running and is the user in the docker group?" ;;
+    esac
     find_compose
     know_base
     # (on failure, services_of's one line on stderr is what is captured: compose's own error)
@@ -283,6 +295,7 @@ lock() {
     if [ -f "$state/lock" ]; then
         lk_held=$(value token "$state/lock")
         if [ "$lk_held" = "$lk_token" ]; then
+            exec 9>&-
             printf 'locked=yes\n'
             return
         fi
@@ -293,6 +306,7 @@ lock() {
                 printf 'held_by=%s\n' "$(value holder "$state/lock")"
                 printf 'held_since=%s\n' "$(value since "$state/lock")"
                 printf 'held_token=%s\n' "$lk_held"
+                printf 'held_origin=%s\n' "$(value origin "$state/lock")"
                 printf 'switch_running=%s\n' "$(switch_running && echo yes || echo no)"
                 exit 6
             fi
@@ -300,8 +314,11 @@ lock() {
             printf 'stale_lock=%s\n' "$(value holder "$state/lock")"
         fi
     fi
-    record "$state/lock" "token=$lk_token" "holder=$lk_holder" "since=$(date +%s)" "session=$(session_id)" 2>/dev/null \
+    record "$state/lock" "token=$lk_token" "holder=$lk_holder" "origin=${opt_origin:-}" "since=$(date +%s)" "session=$(session_id)" 2>/dev/null \
         || fail 3 "$(write_problem "$state"): the lock could not be taken; nothing was changed"
+    # The guard only serializes taking the lock: released now, so a phase that hangs after this
+    # (or an orphaned one) never keeps the next sync from reading the lock.
+    exec 9>&-
     printf 'locked=yes\n'
 }
 
