@@ -33,8 +33,12 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Yams", package: "Yams"),
             ],
-            resources: [.copy("Remote/Scripts")]
+            // worker.sh is compiled in (EmbedScripts): the binary needs no resources beside it.
+            exclude: ["Remote/Scripts"],
+            plugins: ["EmbedScripts"]
         ),
+        .executableTarget(name: "embed-scripts", path: "Tools/embed-scripts"),
+        .plugin(name: "EmbedScripts", capability: .buildTool(), dependencies: ["embed-scripts"]),
         .executableTarget(
             name: "deployer-fixture",
             dependencies: ["DeployerTestSupport"]

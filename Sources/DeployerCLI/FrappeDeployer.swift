@@ -8,7 +8,7 @@ public struct FrappeDeployer: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "frappe-deployer",
         abstract: "Deploy Frappe/ERPNext benches and run their background jobs on remote worker servers.",
-        version: version,
+        version: "\(version) (commit \(BuildInfo.commit))",
         subcommands: [RemoteWorker.self]
     )
 

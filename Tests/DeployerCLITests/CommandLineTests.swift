@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 @testable import DeployerCLI
 import DeployerKit
@@ -80,14 +81,19 @@ struct CommandLineTests {
         #expect(RemoteWorker.Sync.helpMessage().contains(option))
     }
 
-    @Test("--version prints the version and exits successfully")
-    func version() {
+    @Test("--version prints the version and the commit the build comes from, and exits successfully")
+    func version() throws {
         do {
             _ = try FrappeDeployer.parseAsRoot(["--version"])
             Issue.record("--version must end the command")
         } catch {
             #expect(FrappeDeployer.exitCode(for: error) == .success)
-            #expect(FrappeDeployer.message(for: error) == FrappeDeployer.version)
+            #expect(FrappeDeployer.message(for: error) == "\(FrappeDeployer.version) (commit \(BuildInfo.commit))")
+        }
+        // Built from this checkout: the commit is the one its HEAD names (the build plugin reads .git).
+        let git = try #require(ProcessInfo.processInfo.environment["PWD"].map { $0 + "/.git" } ?? nil)
+        if FileManager.default.fileExists(atPath: git) {
+            #expect(BuildInfo.commit.count == 12 && BuildInfo.commit.allSatisfy(\.isHexDigit), "\(BuildInfo.commit)")
         }
         #expect(FrappeDeployer.version.split(separator: ".").count == 3 && FrappeDeployer.version.split(separator: ".").allSatisfy { Int($0) != nil })
         #expect(FrappeDeployer.helpMessage().contains("remote-worker"))

@@ -10,15 +10,18 @@ public struct RemoteScript: Sendable, Equatable {
         self.text = text
     }
 
-    /// The worker side of a sync (`Remote/Scripts/worker.sh`).
+    /// The worker side of a sync (`Remote/Scripts/worker.sh`, compiled into the tool by the
+    /// EmbedScripts build plugin: the bytes shipped are the bytes tested).
     public static func worker() throws -> RemoteScript {
-        try load("worker")
-    }
-
-    static func load(_ name: String) throws -> RemoteScript {
-        guard let url = Bundle.module.url(forResource: name, withExtension: "sh", subdirectory: "Scripts") else {
-            throw CommandLaunchError(command: "\(name).sh", reason: "the script is missing from the tool's resources; reinstall frappe-deployer")
+        guard let data = Data(base64Encoded: EmbeddedScripts.worker), let text = String(data: data, encoding: .utf8) else {
+            throw CommandLaunchError(command: "worker.sh", reason: "the embedded worker script does not decode; rebuild frappe-deployer")
         }
-        return RemoteScript(name: name, text: try String(contentsOf: url, encoding: .utf8))
+        return RemoteScript(name: "worker", text: text)
     }
+}
+
+/// What the build recorded about itself.
+public enum BuildInfo {
+    /// The commit the tool was built from (12 hex digits), or "unknown" outside a git checkout.
+    public static let commit = EmbeddedScripts.commit
 }

@@ -34,7 +34,7 @@ public enum Redaction {
         return result
     }
 
-    nonisolated(unsafe) private static let rules: [(NSRegularExpression, String)] = {
+    private static let rules: [(NSRegularExpression, String)] = {
         let secretWord = "[A-Za-z0-9_.-]*(?:password|passwd|secret|token|_key|apikey|credential)[A-Za-z0-9_.-]*"
         let patterns: [(String, String)] = [
             // URL userinfo with a password: keep the scheme and user, mask what follows the colon.
