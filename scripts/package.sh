@@ -15,14 +15,13 @@ version=$(sed -n 's/.*static let version = "\(.*\)"/\1/p' Sources/DeployerCLI/Fr
 arch=$(dpkg --print-architecture)
 [ -n "$version" ] || { echo "package.sh: no version in Sources/DeployerCLI/FrappeDeployer.swift" >&2; exit 1; }
 
-# 1. The man page, from the argument parser's generate-manual plugin (it builds the package in
-#    release mode first, without the static standard library: step 2 relinks the binary).
-swift package --scratch-path "$scratch" generate-manual --authors "frappe-deployer developers" >&2
-manual=$(find "$scratch/plugins" -name "$name.1" -newer Package.swift | head -n 1)
-[ -n "$manual" ] || manual=$(find "$scratch/plugins" -name "$name.1" | head -n 1)
-[ -f "$manual" ] || { echo "package.sh: generate-manual wrote no $name.1" >&2; exit 1; }
+# 1. The man page, from the argument parser's generate-manual plugin, which reads the commands'
+#    help from a build of the tool: the debug build in .build (the tests' own) serves.
+swift package generate-manual --configuration debug --authors "frappe-deployer developers" >&2
+manual=.build/plugins/GenerateManual/outputs/$name/$name.1
+[ -f "$manual" ] || { echo "package.sh: generate-manual wrote no $manual" >&2; exit 1; }
 
-# 2. The binary: one file.
+# 2. The binary: one file, in its own build directory (linked with the static standard library).
 swift build -c release --product "$name" --static-swift-stdlib --scratch-path "$scratch" >&2
 binary="$scratch/release/$name"
 strip "$binary"
@@ -50,7 +49,9 @@ TEXT
 # What the binary still links (libc, libstdc++ and the like), as Debian packages.
 depends="openssh-client, rsync"
 for library in $(ldd "$binary" | awk '$3 ~ /^\// { print $3 }'); do
-    package=$(dpkg -S "$(readlink -f "$library")" 2>/dev/null | head -n 1 | cut -d: -f1) || true
+    # dpkg knows a library by the path its package ships (/lib or /usr/lib, before or after usrmerge).
+    real=$(readlink -f "$library")
+    package=$( { dpkg -S "$library" || dpkg -S "$real" || dpkg -S "${real#/usr}" || dpkg -S "/usr$real"; } 2>/dev/null | head -n 1 | cut -d: -f1) || true
     [ -n "$package" ] && case ", $depends, " in *", $package, "*) ;; *) depends="$depends, $package" ;; esac
 done
 installed_kib=$(du -sk "$root/usr" | cut -f1)

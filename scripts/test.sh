@@ -3,12 +3,16 @@
 # integration tests against real testbed workers (root needed; without root they are reported as
 # skipped, never as passed). The integration tests drive the release build of the tool, the
 # binary operators run (an optimized build once crashed where the debug build did not).
+# Needs Debian's dpkg-dev tools, man-db and the testbed's packages (.ci/run installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build --build-tests
-swift build -c release --product frappe-deployer
-FDTB_TOOL="$(swift build -c release --show-bin-path)/frappe-deployer"
-export FDTB_TOOL
+# The one-file binary operators install (the Swift runtime linked in, the worker script compiled
+# in) and its Debian package: the integration tests drive that binary, and the install test
+# installs the package (apt-get), runs it with the toolchain hidden, and removes it.
+FDTB_PACKAGE="$PWD/$(scripts/package.sh dist)"
+FDTB_TOOL="$PWD/.build-release/release/frappe-deployer"
+export FDTB_PACKAGE FDTB_TOOL
 if [ $# -gt 0 ]; then
     exec swift test --skip-build "$@"
 fi

@@ -59,6 +59,11 @@ cmd_install() {
     command -v redis-cli >/dev/null && [ -x /usr/bin/redis-check-rdb ] || missing+=(redis-server)
     [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
     /usr/bin/python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+    # The package and its install test (scripts/package.sh, InstallTests).
+    command -v dpkg-deb >/dev/null || missing+=(dpkg)
+    command -v man >/dev/null || missing+=(man-db)
+    command -v strip >/dev/null || missing+=(binutils)
+    command -v unshare >/dev/null || missing+=(util-linux)
     if [ ${#missing[@]} -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
