@@ -239,6 +239,22 @@ public enum DeployerTool {
     }
 }
 
+extension DeployerTool {
+    /// Starts the tool with `arguments` in the background and returns once a line of its standard
+    /// error contains `marker` (e.g. "] stage..." when it holds the worker's lock and stages), or
+    /// once it has ended; the task gives how it ended.
+    public static func start(_ arguments: [String], until marker: String) async throws -> Task<ToolResult, any Error> {
+        // Reached the marker, or ended without it (the caller reads why from the result).
+        let done = Mutex(false)
+        let running = Task {
+            defer { done.withLock { $0 = true } }
+            return try await DeployerTool.run(arguments, onError: { line, _ in if line.contains(marker) { done.withLock { $0 = true } } })
+        }
+        while !done.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(50)) }
+        return running
+    }
+}
+
 /// How one run of the tool ended and everything it printed.
 public struct ToolResult: Sendable {
     public var exitCode: Int32

@@ -75,13 +75,16 @@ struct ReleaseDecisionTests {
                 == .inPlace)
     }
 
-    @Test("kept services stay only when no data changed and exactly the wanted services run")
+    @Test("kept services stay only when nothing they read at start changed and exactly the wanted services run")
     func servicesStay() {
         let wanted = plan.startedServices(workerServices: ["short-worker", "long-worker"])
         #expect(wanted == ["schedule", "long-worker", "short-worker"])
-        #expect(ReleaseDecision.servicesStay(dataChanges: 0, running: ["short-worker", "schedule", "long-worker"], wanted: wanted))
-        #expect(!ReleaseDecision.servicesStay(dataChanges: 1, running: wanted, wanted: wanted))
-        #expect(!ReleaseDecision.servicesStay(dataChanges: 0, running: ["schedule", "short-worker"], wanted: wanted))
+        #expect(ReleaseDecision.servicesStay(startChanges: 0, running: ["short-worker", "schedule", "long-worker"], wanted: wanted))
+        #expect(!ReleaseDecision.servicesStay(startChanges: 1, running: wanted, wanted: wanted))
+        #expect(!ReleaseDecision.servicesStay(startChanges: 0, running: ["schedule", "short-worker"], wanted: wanted))
+        // Only the includes count: deployment-data's changes (and files it removed that the worker wrote) do not.
+        #expect(ReleaseDecision.startChanges([("release", 5), ("deployment-data", 7), ("includes", 2)]) == 2)
+        #expect(ReleaseDecision.startChanges([("deployment-data", 7)]) == 0)
         #expect(with { $0.scheduler = false }.startedServices(workerServices: ["short-worker"]) == ["short-worker"])
     }
 

@@ -74,12 +74,28 @@ struct SessionFlowTests {
         #expect(report.transfers.map(\.name) == ["deployment-data"])
     }
 
-    @Test("a verified live copy whose data changed restarts on the same release, keeping it verified")
-    func keepRestartsForChangedData() async throws {
+    /// The plan with an include directory (code or config services read at start).
+    var planWithIncludes: SyncPlan {
+        var worker = plan.worker
+        worker.includeDirs = ["custom_apps"]
+        return SyncPlan.make(workspace: plan.workspace, worker: worker, token: plan.token)
+    }
+
+    @Test("a verified live copy whose deployment-data alone changed keeps its services running")
+    func keepDespiteChangedData() async throws {
+        let runner = Self.answering(preflight: verifiedLive(try await mainDigest()), rsync: "Number of regular files transferred: 2\nNumber of deleted files: 1\n")
+        let report = try await SyncRunner(runner: runner, reporter: SilentReporter(), verbose: false).run(plan)
+        #expect(!runner.commands.contains { $0.scriptPhase == "switch" })
+        #expect(report.releaseKept && report.servicesKept)
+        #expect(report.totals.regularFilesTransferred == 2)
+    }
+
+    @Test("a verified live copy whose includes changed restarts on the same release, keeping it verified")
+    func keepRestartsForChangedIncludes() async throws {
         let digest = try await mainDigest()
         let runner = Self.answering(preflight: verifiedLive(digest), rsync: "Number of regular files transferred: 2\n")
-        let report = try await SyncRunner(runner: runner, reporter: SilentReporter(), verbose: false).run(plan)
-        #expect(runner.commands.map(Self.kind).filter { $0 != "digest" } == ["open", "preflight", "version", "rsync", "switch", "unlock", "close"])
+        let report = try await SyncRunner(runner: runner, reporter: SilentReporter(), verbose: false).run(planWithIncludes)
+        #expect(runner.commands.map(Self.kind).filter { $0 != "digest" } == ["open", "preflight", "version", "rsync", "rsync", "switch", "unlock", "close"])
         let switchCommand = try #require(runner.commands.first { $0.scriptPhase == "switch" })
         let remote = try #require(switchCommand.arguments.last)
         #expect(remote.contains("--release=release_1") && !remote.contains("--stage="))
@@ -112,14 +128,14 @@ struct SessionFlowTests {
         let preflight = verifiedLive(try await mainDigest()).replacingOccurrences(of: "locked=yes\n", with: "")
         let itemized = ">f+++++++++ 120 sites/new.json\n>fc.t...... 50 sites/apps.txt\n*deleting   old.txt\n"
         let runner = Self.answering(preflight: preflight, rsync: itemized)
-        let report = try await SyncRunner(runner: runner, reporter: SilentReporter(), verbose: false).dryRun(plan)
+        let report = try await SyncRunner(runner: runner, reporter: SilentReporter(), verbose: false).dryRun(planWithIncludes)
         let kinds = runner.commands.map(Self.kind).filter { $0 != "digest" }
-        #expect(kinds == ["open", "preflight", "version", "rsync-dry", "rsync-dry", "close"])
+        #expect(kinds == ["open", "preflight", "version", "rsync-dry", "rsync-dry", "rsync-dry", "close"])
         let check = try #require(runner.commands.first { $0.scriptPhase == "preflight" }?.arguments.last)
         #expect(!check.contains("--token="), "a dry run takes no lock")
         let data = try #require(report.trees.first { $0.name == "deployment-data" })
         #expect(data.added == 1 && data.changed == 1 && data.deleted == 1 && data.addedBytes == 120)
-        // Data would change: the kept copy's services would restart.
+        // Includes would change: the kept copy's services would restart.
         #expect(report.steps.contains { $0.hasPrefix("keep release_1: it is live, was verified") })
         #expect(report.steps.contains { $0.hasPrefix("restart as a new generation of release_1: start schedule, long-worker, short-worker beside the running ones") })
         #expect(report.stopServices == ["long-worker", "schedule", "short-worker"])

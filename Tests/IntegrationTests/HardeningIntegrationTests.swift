@@ -1,7 +1,6 @@
 import DeployerKit
 import DeployerTestSupport
 import Foundation
-import Synchronization
 import Testing
 
 /// Bad input and faults an operator or an attacker brings, against real testbed workers: each
@@ -259,12 +258,8 @@ final class HardeningIntegrationTests {
         #expect(try await sync().exitCode == 0)
         try fixture.addRelease(Self.r2, seed: 2, incompressibleMiB: 4)
         try fixture.activate(Self.r2)
-        let staging = Mutex(false)
-        let arguments = ["remote-worker", "sync", Self.site] + connection + ["--benches-path", fixture.benchesPath, "--bwlimit", "1024"]
-        let first = Task {
-            try await DeployerTool.run(arguments, onError: { line, _ in if line.contains("] stage...") { staging.withLock { $0 = true } } })
-        }
-        while !staging.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(50)) }
+        let first = try await DeployerTool.start(["remote-worker", "sync", Self.site] + connection + ["--benches-path", fixture.benchesPath, "--bwlimit", "1024"],
+                                                 until: "] stage...")
         // Same user and host name; the first sync's pid is invisible from the new namespace.
         let other = try await DeployerTool.run(["remote-worker", "sync", Self.site] + connection + ["--benches-path", fixture.benchesPath],
                                                wrapper: ["/usr/bin/unshare", "--pid", "--fork", "--mount-proc"])

@@ -102,12 +102,8 @@ final class InterruptIntegrationTests {
         #expect(try await sync().exitCode == 0)
         try fixture.addRelease(Self.r2, seed: 2, incompressibleMiB: 6)
         try fixture.activate(Self.r2)
-        let staging = Mutex(false)
-        let arguments = ["remote-worker", "sync", Self.site] + connection + ["--benches-path", fixture.benchesPath, "--bwlimit", "1024"]
-        let holder = Task {
-            try await DeployerTool.run(arguments, onError: { line, _ in if line.contains("] stage...") { staging.withLock { $0 = true } } })
-        }
-        while !staging.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(50)) }
+        let holder = try await DeployerTool.start(["remote-worker", "sync", Self.site] + connection + ["--benches-path", fixture.benchesPath, "--bwlimit", "1024"],
+                                                  until: "] stage...")
 
         let waitingSync = SignalAt(SIGTERM, on: "] check worker...", after: .seconds(2))
         let refused = try await sync(["--lock-wait", "120"], onError: waitingSync.handler)
@@ -148,7 +144,8 @@ struct HangingConnectTests {
         listener.standardOutput = pipe
         try listener.run()
         defer { listener.terminate() }
-        let port = try #require(String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        let port = String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(Int(port) != nil, "the listener printed no port: \(port)")
         let term = InterruptIntegrationTests.SignalAt(SIGTERM, on: "] connect...")
         let result = try await DeployerTool.run(["remote-worker", "sync", "hang.example.test", "--server", "127.0.0.1", "--ssh-port", port,
                                                  "--benches-path", fixture.benchesPath, "--accept-new-host-key"], onError: term.handler)

@@ -237,11 +237,8 @@ final class StagedSyncFaultTests {
     @Test("two syncs at once: the second is refused with who holds the lock; with --lock-wait it waits and succeeds")
     func twoSyncsAtOnce() async throws {
         try await prepare(r2MiB: 4)
-        let started = Trigger(on: "] stage...") { _ in }
-        let arguments = syncArguments(["--bwlimit", "1024"])
-        let first = Task { try await DeployerTool.run(arguments, onError: started.handler) }
         // The first sync holds the lock once it stages.
-        while !started.fired.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(100)) }
+        let first = try await DeployerTool.start(syncArguments(["--bwlimit", "1024"]), until: "] stage...")
         let refused = try await sync()
         #expect(refused.exitCode == 3)
         #expect(refused.errors.first?.contains("is locked by another sync (root@") == true, "\(refused.errors)")

@@ -124,13 +124,24 @@ final class SyncIntegrationTests {
         #expect(!again.standardOutput.contains("switch "))
         #expect(try await worker.ssh("docker ps -q --no-trunc | sort").standardOutput == containers.standardOutput)
 
-        // Changed data restarts the services on the same release (a changed worker config stages
-        // a fresh copy instead: HardeningIntegrationTests).
+        // Changed deployment-data goes over but restarts nothing, nor does a file the worker wrote
+        // there that the sync removes: services do not read them at start (a changed worker config
+        // stages a fresh copy instead: HardeningIntegrationTests).
         let config = fixture.deploymentData + "/config/supervisor.conf"
         try (try String(contentsOfFile: config, encoding: .utf8) + "; changed\n").write(toFile: config, atomically: true, encoding: .utf8)
-        let restarted = try await sync()
+        try write("config/worker-wrote-this.json", "{}", under: workspaceOnHost + "/deployment-data")
+        try await chownToFrappe(workspaceOnHost + "/deployment-data/config")
+        let dataOnly = try await sync()
+        expectSuccess(dataOnly)
+        #expect(dataOnly.standardOutput.contains("(unchanged: the verified copy and its running services were kept)"), "\(dataOnly.standardOutput)")
+        #expect(dataOnly.standardOutput.contains("deployment-data  1 files updated, 1 deleted"), "\(dataOnly.standardOutput)")
+        #expect(try await worker.ssh("docker ps -q --no-trunc | sort").standardOutput == containers.standardOutput)
+
+        // A changed include (code or config the services read at start) restarts them on the same release.
+        try write("custom_apps/hook.py", "changed = True\n", under: fixture.workspace)
+        let restarted = try await sync(["--include-dir", "custom_apps"])
         expectSuccess(restarted)
-        #expect(restarted.standardOutput.contains("(unchanged release kept; services restarted for changed data)"), "\(restarted.standardOutput)")
+        #expect(restarted.standardOutput.contains("(unchanged release kept; services restarted: includes changed, or not exactly the worker services ran)"), "\(restarted.standardOutput)")
         #expect(restarted.standardOutput.contains("restart services"))
 
         // A file changed on the worker breaks the match: a fresh copy is staged and switched in.

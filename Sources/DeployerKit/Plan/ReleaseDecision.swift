@@ -74,10 +74,24 @@ public enum ReleaseDecision: Sendable, Equatable {
         init(_ reason: StageReason) { self.reason = reason }
     }
 
-    /// After keeping the live copy: whether its services can be left running. They can when the
-    /// data transfer changed nothing and exactly the services a start would run are running.
-    public static func servicesStay(dataChanges: Int, running: [String], wanted: [String]) -> Bool {
-        dataChanges == 0 && Set(running) == Set(wanted)
+    /// The transferred trees that worker services read at start: the includes (an operator's code
+    /// or config). Not deployment-data: what workers read of it at start, the worker configs, goes
+    /// live with the release (each keeps its own copy); the rest is what they read while running
+    /// (uploads, files) or write themselves (logs, pid files, Frappe's file locks), so a change
+    /// there, or a file the worker wrote that the sync removed, is no reason to restart.
+    public static let treesReadAtStart: Set<String> = ["includes"]
+
+    /// The changes among `trees` (name and changed, created or deleted entries) that services
+    /// read at start.
+    public static func startChanges(_ trees: [(name: String, changes: Int)]) -> Int {
+        trees.filter { treesReadAtStart.contains($0.name) }.reduce(0) { $0 + $1.changes }
+    }
+
+    /// After keeping the live copy: whether its services can be left running. They can when
+    /// nothing they read at start changed (`startChanges`) and exactly the services a start would
+    /// run are running.
+    public static func servicesStay(startChanges: Int, running: [String], wanted: [String]) -> Bool {
+        startChanges == 0 && Set(running) == Set(wanted)
     }
 
     /// The release on the worker to hard-link from: the live one, else the newest present.

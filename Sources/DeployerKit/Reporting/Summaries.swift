@@ -9,7 +9,7 @@ extension SyncReport {
         switch previousRelease {
         case nil, "": was = " (first sync)"
         case release where servicesKept: was = " (unchanged: the verified copy and its running services were kept)"
-        case release where releaseKept: was = " (unchanged release kept; services restarted for changed data)"
+        case release where releaseKept: was = " (unchanged release kept; services restarted: includes changed, or not exactly the worker services ran)"
         case release: was = " (resynced)"
         case let previous?: was = " (was \(previous))"
         }

@@ -97,8 +97,8 @@ extension SyncRunner {
         case .keep:
             report.steps.append("keep \(plan.release): it is live, was verified when it went live, and is identical to the main server's")
             report.steps.append("transfer deployment data and includes")
-            let dataChanges = trees.filter { $0.name != "release" }.reduce(0) { $0 + $1.total }
-            if ReleaseDecision.servicesStay(dataChanges: dataChanges, running: running, wanted: start) {
+            let startChanges = ReleaseDecision.startChanges(trees.map { ($0.name, $0.total) })
+            if ReleaseDecision.servicesStay(startChanges: startChanges, running: running, wanted: start) {
                 report.steps.append("leave \(running.joined(separator: ", ")) running: nothing they read changed")
                 report.steps.append("release the lock")
                 report.stopServices = []

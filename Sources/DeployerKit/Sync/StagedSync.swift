@@ -38,10 +38,9 @@ struct StagedSync {
             let results = try await session.transferCancellable(plan.dataTransfers(rsync: rsync))
             return (results, WorkerSession.sentSummary(results))
         }
-        let total = session.report.totals
         let wanted = plan.startedServices(workerServices: check.workerServices)
-        if ReleaseDecision.servicesStay(dataChanges: total.regularFilesTransferred + total.deletedFiles + total.createdFiles,
-                                        running: check.running, wanted: wanted) {
+        let changes = session.report.transfers.map { ($0.name, $0.stats.regularFilesTransferred + $0.stats.deletedFiles + $0.stats.createdFiles) }
+        if ReleaseDecision.servicesStay(startChanges: ReleaseDecision.startChanges(changes), running: check.running, wanted: wanted) {
             session.report.servicesKept = true
             session.report.runningServices = check.running
             return
