@@ -92,6 +92,14 @@ class Host:
         self.ssh(f"cd /home/frappe/frappe/sites/{SITE} && docker compose -f docker-compose.yml -f docker-compose.workers.yml down 2>/dev/null; "
                  f"rm -rf {self.remote_ws} /home/frappe/frappe/sites/{SITE}/.frappe-deployer; mkdir -p {self.remote_ws}")
 
+    def write_own_files(self):
+        """What a real worker's services write into deployment-data between syncs: a job's file
+        lock, a log, a pid file, and a file of its own the main server does not have."""
+        data = f"{self.remote_ws}/deployment-data"
+        self.ssh(f"mkdir -p {data}/sites/{SITE}/locks {data}/logs {data}/config/pids && "
+                 f"date > {data}/sites/{SITE}/locks/job.lock && date >> {data}/logs/worker.log && "
+                 f"echo 4242 > {data}/config/pids/worker.pid && date > {data}/sites/{SITE}/worker-state.json")
+
     def handshakes(self):
         with open(self.sshd_log, errors="replace") as handle:
             return sum(1 for line in handle if "Accepted publickey" in line)
@@ -230,6 +238,9 @@ class Bench:
             self.set_current("release_1")
             self.run_tool("release_1", hosts)  # untimed setup: release_1 live on the worker
             base = "release_1"
+            # Its services have written files of their own since, as real workers do.
+            for host in hosts:
+                host.write_own_files()
         if scenario == "newrelease":
             release = "release_2"
         if scenario == "nochange" and contender == "floor":

@@ -74,11 +74,12 @@ final class WorkerSession {
         }
     }
 
-    /// A step's failure, saying what the worker holds. After SIGINT/SIGTERM, any failure (a wait
-    /// given up, a child the signal reached too) is the interruption, so the run ends with 130.
+    /// A step's failure, saying what the worker holds. After SIGINT/SIGTERM, a failed command (a
+    /// wait given up, a child the signal reached too) is the interruption, so the run ends with
+    /// 130; the sync's own outcomes (a rollback, a lock held) keep what they say.
     func fail(_ step: SyncStep, _ error: any Error) -> SyncFailure {
         var underlying = error
-        if case SyncError.interrupted = error {} else if let signal = interrupt?.received {
+        if !(error is SyncError), let signal = interrupt?.received {
             underlying = SyncError.interrupted(signal: signal, state: "stopped at \(step.rawValue); the worker is \(workerState)")
         }
         return SyncFailure(step: step, host: host, underlying: underlying, workerState: workerState)
