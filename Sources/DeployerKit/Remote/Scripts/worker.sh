@@ -352,7 +352,7 @@ status() {
     drain_facts 2>/dev/null
     # RQ's suspend flag (what FM's `fmx restart` sets while it drains): a suspended queue looks
     # healthy and runs nothing, on the main server and every worker. Read through a live worker.
-    st_worker=$(project_compose "$st_project" ps --services --status running 2>/dev/null | grep -v '^schedule$' | head -n 1)
+    st_worker=$(running_in "$st_project" | tr ' ' '\n' | grep -v '^schedule$' | head -n 1)
     if [ -n "$st_worker" ] && st_flag=$(project_compose "$st_project" exec -T "$st_worker" /workspace/frappe-bench/env/bin/python -c "$suspended_py" 2>/dev/null); then
         printf 'queue_suspended=%s\n' "$st_flag"
     fi
@@ -548,10 +548,13 @@ project_compose() {
     fi
 }
 
-# The services of PROJECT with a running container, one line, space-separated.
+# The services of PROJECT with a running container, one line, space-separated, sorted. Read from
+# the containers' Compose labels in one docker call (a `compose ps` parses both compose files
+# again, about 90 ms, and a check asks this several times).
 running_in() {
-    ri_out=$(project_compose "$1" ps --services --status running 2>/dev/null) || return 1
-    printf '%s\n' "$ri_out" | tr '\n' ' ' | sed 's/ *$//'
+    ri_out=$(docker ps --filter "label=com.docker.compose.project=$1" --filter status=running \
+        --format '{{.Label "com.docker.compose.service"}}' 2>/dev/null) || return 1
+    printf '%s\n' "$ri_out" | sed '/^$/d' | sort -u | tr '\n' ' ' | sed 's/ *$//'
 }
 
 # The generation serving now: the recorded one while it runs, else the site's own project while
