@@ -226,6 +226,7 @@ preflight() {
         124 | 137) fail 3 "the Docker engine on the worker does not answer (docker info took over 20 s): is dockerd hung or stopped?" ;;
         *) fail 3 "cannot reach the Docker engine on the worker as $(id -un): is dockerd running and is the user in the docker group?" ;;
     esac
+    early_digest "$@"
     find_compose
     know_base
     # (on failure, services_of's one line on stderr is what is captured: compose's own error)
@@ -279,8 +280,29 @@ release_facts() {
     printf 'verified_copy=%s\n' "$(value copy "$state/verified")"
     [ -n "$rf_current" ] && printf 'live_configs=%s\n' "$(config_fingerprint "$workspace/$rf_current" "$(required site)")"
     if [ "${opt_digest:-}" = yes ] && [ -n "$rf_current" ] && [ "$rf_current" = "$rf_verified" ] && [ -d "$workspace/$rf_current" ]; then
-        printf 'live_digest=%s\n' "$(release_digest "$workspace/$rf_current" "$@")"
+        rf_digest=""
+        if [ "$early_release" = "$rf_current" ] && wait "$early_pid" 2>/dev/null; then rf_digest=$(cat "$early_file" 2>/dev/null); fi
+        [ -n "$rf_digest" ] || rf_digest=$(release_digest "$workspace/$rf_current" "$@")
+        printf 'live_digest=%s\n' "$rf_digest"
     fi
+}
+
+# The live copy's digest, the longest part of a check, is started in the background (with
+# EXCLUDE... as release_digest takes them) while the compose files are checked. release_facts
+# uses it only for the release that is live and verified once the lock is held, and otherwise
+# takes it again: a digest of a copy that changed meanwhile can only make the sync stage afresh.
+early_release=""
+early_pid=""
+early_file=""
+early_digest() {
+    [ "${opt_digest:-}" = yes ] || return 0
+    ed_live=$(live_release)
+    [ -n "$ed_live" ] && [ "$ed_live" = "$(value release "$state/verified")" ] && [ -d "$workspace/$ed_live" ] || return 0
+    early_file=$(mktemp 2>/dev/null) || return 0
+    trap 'rm -f "$early_file"' EXIT
+    release_digest "$workspace/$ed_live" "$@" > "$early_file" 2>/dev/null &
+    early_pid=$!
+    early_release=$ed_live
 }
 
 lock() {
