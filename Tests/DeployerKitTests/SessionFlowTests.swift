@@ -40,6 +40,14 @@ struct SessionFlowTests {
         """
         locked=yes
         worker_services=short-worker long-worker
+        \(verifiedRelease(digest, liveConfigs: plan.workerConfigs ?? ""))
+        running=\(running)
+        """
+    }
+
+    /// The release facts of a worker whose live release_1 is the verified copy of `digest`.
+    func verifiedRelease(_ digest: String, liveConfigs: String) -> String {
+        """
         current_release=release_1
         previous_release=release_0
         releases=release_0 release_1
@@ -47,8 +55,7 @@ struct SessionFlowTests {
         verified_main=\(digest)
         verified_copy=copy-1
         live_digest=copy-1
-        live_configs=\(plan.workerConfigs ?? "")
-        running=\(running)
+        live_configs=\(liveConfigs)
         """
     }
 
@@ -160,18 +167,11 @@ struct SessionFlowTests {
     }
 
     func status(liveConfigs: String, configDrift: Int) async throws {
-        let digest = try await mainDigest()
+        let verifiedRelease = verifiedRelease(try await mainDigest(), liveConfigs: liveConfigs)
         let runner = RecordingRunner { command in
             if command.scriptPhase == "status" {
                 return .ok("""
-                    current_release=release_1
-                    previous_release=release_0
-                    releases=release_0 release_1
-                    verified_release=release_1
-                    verified_main=\(digest)
-                    verified_copy=copy-1
-                    live_digest=copy-1
-                    live_configs=\(liveConfigs)
+                    \(verifiedRelease)
                     worker_services=short-worker long-worker
                     service_states=long-worker:running schedule:running short-worker:exited
                     lock_holder=ops@main pid 4

@@ -24,7 +24,8 @@ extension SyncPlan {
             return transfers
         }
         transfers[index].checksum = false
-        guard splitFirstCopy, worker.firstCopyStreams > 1, releaseHasEnv else { return transfers }
+        // Every located release has env/ (LocalWorkspace.locate checks it): it goes as a stream of its own.
+        guard splitFirstCopy, worker.firstCopyStreams > 1 else { return transfers }
         var env = transfers[index]
         env.name = "release env/"
         env.filters = ["+ /env/", "- /*"]

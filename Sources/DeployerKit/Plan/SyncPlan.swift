@@ -13,9 +13,6 @@ public struct SyncPlan: Sendable, Equatable {
     public let dependencies: [WorkerDependency]
     /// Stage and switch even when the worker's live release is this one, verified and unchanged.
     public let full: Bool
-    /// Whether the release has `env/` (read once, when the plan is made): a first copy sends it
-    /// as a stream of its own.
-    public let releaseHasEnv: Bool
     /// The fingerprint of the main server's worker configs (read once, when the plan is made):
     /// a live release whose own copies differ is not kept (`ReleaseDecision`).
     public let workerConfigs: String?
@@ -29,8 +26,7 @@ public struct SyncPlan: Sendable, Equatable {
     public static func make(workspace: LocalWorkspace, worker: WorkerSettings, dependencies: [WorkerDependency] = [],
                             full: Bool = false, token: String = SyncPlan.newToken()) -> SyncPlan {
         SyncPlan(site: workspace.siteName, workspace: workspace, worker: worker, token: token, dependencies: dependencies,
-                 full: full, releaseHasEnv: FileManager.default.fileExists(atPath: workspace.releasePath + "/env"),
-                 workerConfigs: workspace.workerConfigFingerprint())
+                 full: full, workerConfigs: workspace.workerConfigFingerprint())
     }
 
     /// A short random name: enough to tell concurrent syncs apart.

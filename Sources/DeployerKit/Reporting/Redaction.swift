@@ -7,12 +7,15 @@ public enum Redaction {
     /// What replaces a secret.
     public static let mask = "***"
 
+    /// What in a key's name makes its value a secret (the one list `isSecretKey` and the
+    /// patterns of `redacted` share).
+    static let secretWords = ["password", "passwd", "secret", "token", "_key", "apikey", "credential"]
+
     /// Config keys whose values are secrets: anything naming a password, secret, token or key
     /// (`db_password`, `admin_password`, `encryption_key`, `api_secret`, `private_key`, …).
     public static func isSecretKey(_ key: String) -> Bool {
         let key = key.lowercased()
-        return ["password", "passwd", "secret", "token", "_key", "apikey", "credential"].contains { key.contains($0) }
-            || key == "key"
+        return secretWords.contains { key.contains($0) } || key == "key"
     }
 
     /// `value` as a message may quote it under `key`: masked when the key names a secret,
@@ -35,7 +38,7 @@ public enum Redaction {
     }
 
     private static let rules: [(NSRegularExpression, String)] = {
-        let secretWord = "[A-Za-z0-9_.-]*(?:password|passwd|secret|token|_key|apikey|credential)[A-Za-z0-9_.-]*"
+        let secretWord = "[A-Za-z0-9_.-]*(?:\(secretWords.joined(separator: "|")))[A-Za-z0-9_.-]*"
         let patterns: [(String, String)] = [
             // URL userinfo with a password: keep the scheme and user, mask what follows the colon.
             ("([A-Za-z][A-Za-z0-9+.-]*://[^/@\\s:\"']*):([^@\\s/\"']+)@", "$1:\(mask)@"),

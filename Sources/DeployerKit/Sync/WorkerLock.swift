@@ -36,10 +36,11 @@ struct WorkerLock {
     /// holder; returns what the check found and how the lock was taken.
     func acquire() async throws -> PreflightAnswer {
         let start = ContinuousClock.now
+        let identity = ProcessIdentity.current()
         var takeover: String?
         while true {
             let phase = WorkerPhase.preflight(site: site, lock: LockRequest(token: token, holder: Self.holder,
-                                                                             origin: ProcessIdentity.current()?.text, takeover: takeover),
+                                                                             origin: identity?.text, takeover: takeover),
                                               digestExcludes: digestExcludes)
             let reply = try await connection.ask(phase)
             if reply.exit == .ok { return PreflightAnswer(reply.facts) }
@@ -47,7 +48,7 @@ struct WorkerLock {
                 throw connection.failure(step: SyncStep.preflight.rawValue, command: reply.command, output: reply.output)
             }
             let held = LockHeld(reply.facts)
-            if takeover == nil, !held.switchRunning, let token = held.token, held.origin?.isProvablyDead(observer: .current()) == true {
+            if takeover == nil, !held.switchRunning, let token = held.token, held.origin?.isProvablyDead(observer: identity) == true {
                 takeover = token
                 continue
             }

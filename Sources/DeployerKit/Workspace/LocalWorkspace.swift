@@ -35,13 +35,12 @@ public struct LocalWorkspace: Sendable, Equatable {
         let data = workspace + "/deployment-data"
         guard isDirectory(data) else { throw .deploymentDataMissing(path: data) }
         // A release is a bench: its apps (frappe first), its virtualenv and its apps list.
-        for (part, directory) in [("apps/frappe", true), ("env", true), ("sites/apps.txt", false)] {
-            let path = workspace + "/" + name + "/" + part
-            var isDir: ObjCBool = false
-            guard fm.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue == directory else {
-                throw .releaseNotBench(release: workspace + "/" + name, missing: part)
-            }
+        let release = workspace + "/" + name
+        for directory in ["apps/frappe", "env"] where !isDirectory(release + "/" + directory) {
+            throw .releaseNotBench(release: release, missing: directory)
         }
+        let apps = release + "/sites/apps.txt"
+        guard fm.fileExists(atPath: apps), !isDirectory(apps) else { throw .releaseNotBench(release: release, missing: "sites/apps.txt") }
         return LocalWorkspace(siteName: siteName, siteDirectory: siteDirectory, path: workspace, releaseName: name)
     }
 
