@@ -38,6 +38,11 @@ extension RemoteWorker {
                 includes go over, and services restart only if those changed or a service is not \
                 running. --full stages and switches anyway.
 
+                Each worker keeps a history of its syncs and rollbacks (remote-worker history). A \
+                release whose switch on a worker failed its checks and was rolled back is marked bad \
+                there: syncing it to that worker again is refused (before anything changes) unless \
+                --force.
+
                 Exit status: 0 synced (every worker); 1 a sync failed (each failed worker is named \
                 with what it runs now); 2 bad input or configuration (nothing on any worker was \
                 changed); 3 every failure was a busy worker (its lock held, or a generation still draining); 130 interrupted \
@@ -48,6 +53,8 @@ extension RemoteWorker {
         @OptionGroup var options: WorkerOptions
         @OptionGroup var switching: SwitchOptions
         @OptionGroup var fleet: FleetOptions
+        @OptionGroup var rollout: RolloutOptions
+        @OptionGroup var hooks: HookOptions
         @OptionGroup var output: OutputOptions
 
         @Flag(name: .customLong("dry-run"), help: "Print each worker's plan and what would change (files and bytes); change nothing.")
@@ -83,6 +90,9 @@ extension RemoteWorker {
         @Flag(name: .customLong("full"), help: "Stage and switch even when the worker's live release is this one, verified and unchanged.")
         var full = false
 
+        @Flag(name: .customLong("force"), help: "Sync the release even on workers where it is marked bad (its last switch there failed its checks and was rolled back).")
+        var force = false
+
         @Flag(name: .customLong("no-scheduler"), help: "Do not run `schedule` on the workers of this run (a site wants exactly one scheduler).")
         var noScheduler = false
 
@@ -105,6 +115,8 @@ extension RemoteWorker {
             let settings = try options.settings(environment: environment) { flags in
                 switching.apply(to: &flags)
                 fleet.apply(to: &flags)
+                rollout.apply(to: &flags)
+                hooks.apply(to: &flags)
                 flags.worker.settle = settle
                 flags.worker.streams = streams
                 flags.worker.compress = compress
@@ -122,7 +134,7 @@ extension RemoteWorker {
             let plans = try settings.workers.map { worker in
                 for dir in worker.includeDirs { try workspace.checkInclude(dir, directory: true) }
                 for file in worker.includeFiles { try workspace.checkInclude(file, directory: false) }
-                return SyncPlan.make(workspace: workspace, worker: worker, dependencies: dependencies, full: full)
+                return SyncPlan.make(workspace: workspace, worker: worker, dependencies: dependencies, full: full, force: force)
             }
             return (settings, plans)
         }
@@ -145,6 +157,8 @@ extension RemoteWorker {
         @OptionGroup var options: WorkerOptions
         @OptionGroup var switching: SwitchOptions
         @OptionGroup var fleet: FleetOptions
+        @OptionGroup var rollout: RolloutOptions
+        @OptionGroup var hooks: HookOptions
         @OptionGroup var output: OutputOptions
 
         public init() {}
@@ -154,6 +168,8 @@ extension RemoteWorker {
                 let settings = try options.settings(environment: environment) { flags in
                     switching.apply(to: &flags)
                     fleet.apply(to: &flags)
+                    rollout.apply(to: &flags)
+                    hooks.apply(to: &flags)
                 }
                 return (settings, settings.workers.map { (site: settings.siteName, worker: $0) })
             }) { runner, input in

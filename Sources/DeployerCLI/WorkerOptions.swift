@@ -100,6 +100,50 @@ struct FleetOptions: ParsableArguments {
     }
 }
 
+/// Canary workers and batches (sync and rollback).
+struct RolloutOptions: ParsableArguments {
+    @Option(name: .customLong("canary"), help: ArgumentHelp("The first N workers go first and must succeed (their switch's checks pass) before any other starts.", valueName: "count"))
+    var canary: Int?
+
+    @Option(name: .customLong("batch-size"), help: ArgumentHelp("After the canaries, workers go in batches of this many; a failed batch stops the ones after it.", valueName: "count"))
+    var batchSize: Int?
+
+    @Option(name: .customLong("batch-wait"), help: ArgumentHelp("Seconds to wait between the canaries and each batch. (default: 0)", valueName: "seconds"))
+    var batchWait: Int?
+
+    func apply(to flags: inout SyncOverrides) {
+        flags.canary = canary
+        flags.batchSize = batchSize
+        flags.batchWait = batchWait
+    }
+}
+
+/// Hooks run on this server around each worker's sync (sync and rollback).
+struct HookOptions: ParsableArguments {
+    @Option(name: .customLong("before-sync"), help: ArgumentHelp("A command run before each worker's sync changes anything (after its check and lock); failing stops that worker's sync.", valueName: "command"))
+    var beforeSync: String?
+
+    @Option(name: .customLong("after-switch"), help: ArgumentHelp("A command run after each worker switched to the release.", valueName: "command"))
+    var afterSwitch: String?
+
+    @Option(name: .customLong("on-failure"), help: ArgumentHelp("A command run when a worker's sync or rollback fails.", valueName: "command"))
+    var onFailure: String?
+
+    @Option(name: .customLong("hook-timeout"), help: ArgumentHelp("Seconds a hook may run before it is stopped. (default: 300)", valueName: "seconds"))
+    var hookTimeout: Int?
+
+    @Flag(name: .customLong("no-hooks"), help: "Run no hooks (neither the config file's nor these options').")
+    var noHooks = false
+
+    func apply(to flags: inout SyncOverrides) {
+        flags.beforeSync = beforeSync
+        flags.afterSwitch = afterSwitch
+        flags.onFailure = onFailure
+        flags.hookTimeout = hookTimeout
+        flags.noHooks = noHooks
+    }
+}
+
 /// How results are shown: for people (default), for programs (--json), or not at all (--quiet).
 struct OutputOptions: ParsableArguments {
     @Flag(name: .customLong("json"), help: "Print a machine-readable report on standard output (progress stays on standard error).")
@@ -141,9 +185,9 @@ extension WorkerOptions {
         let interrupt = InterruptSignal()
         interrupt.install()
         let reporter = output.reporter(hosts: settings.workers.map(\.server), verbose: verbose)
-        let runner = SyncRunner(runner: SubprocessRunner(), reporter: reporter, verbose: verbose, interrupt: interrupt)
-        let outcomes = await FleetRunner(parallel: settings.parallel, failFast: settings.failFast)
-            .run(settings.workers, interrupt: interrupt) { index in try await operation(runner, inputs[index]) }
+        let runner = SyncRunner(runner: SubprocessRunner(), reporter: reporter, verbose: verbose, interrupt: interrupt, hooks: settings.hooks)
+        let outcomes = await FleetRunner(parallel: settings.parallel, failFast: settings.failFast, rollout: settings.rollout)
+            .run(settings.workers, interrupt: interrupt, reporter: reporter) { index in try await operation(runner, inputs[index]) }
         reporter.finish()
         let code = Diagnostics.finish(command: command, site: settings.siteName, outcomes: outcomes, output: output, verbose: verbose)
         if code != 0 { throw ExitCode(code) }
@@ -160,6 +204,7 @@ enum Diagnostics {
         for outcome in outcomes where !outcome.succeeded {
             var lines = ["error: " + (several ? "[\(outcome.worker.server)] " : "") + (outcome.problem ?? "failed")]
             if verbose, let failure = outcome.error as? SyncFailure { lines += failure.details.map { "  \($0)" } }
+            if let failure = outcome.error as? SyncFailure { lines += failure.hooks.flatMap(\.lines).map { "  \($0)" } }
             Output.standardError(lines.joined(separator: "\n"))
         }
         if output.json {
@@ -171,6 +216,12 @@ enum Diagnostics {
                 let failed = outcomes.filter { !$0.succeeded }.map(\.worker.server)
                 Output.standardOutput("\n\(command): \(outcomes.count - failed.count) of \(outcomes.count) workers done"
                       + (failed.isEmpty ? "" : "; failed: \(failed.joined(separator: ", "))"))
+                if !failed.isEmpty {
+                    let width = outcomes.map(\.worker.server.count).max() ?? 0
+                    for outcome in outcomes {
+                        Output.standardOutput("  \(outcome.worker.server.padding(toLength: width, withPad: " ", startingAt: 0))  \(outcome.runsNow)")
+                    }
+                }
             }
         }
         return FleetRunner.exitCode(outcomes)

@@ -113,12 +113,12 @@ struct WorkerScriptTests {
         #expect(second.standardOutput.contains("held_token=tokenA\n"))
         // Re-taking with the holder's own token is fine; a wrong token cannot unlock.
         #expect(try await run(["lock", workspace, "--token=tokenA", "--holder=ops@main pid 1"]).exitCode == 0)
-        #expect(try await run(.unlock(token: "tokenB", record: []), in: workspace).standardOutput.isEmpty)
+        #expect(try await run(.unlock(token: "tokenB", history: nil, record: []), in: workspace).standardOutput.isEmpty)
         #expect(try await run(["lock", workspace, "--token=tokenB", "--holder=ops@main pid 2"]).exitCode == 6)
         // Takeover with the holder's token is what a sync does for a dead holder of its own host.
         let took = try await run(["lock", workspace, "--token=tokenB", "--holder=ops@main pid 2", "--takeover=tokenA"])
         #expect(took.standardOutput.contains("took_over=ops@main pid 1"))
-        #expect(try await run(.unlock(token: "tokenB", record: []), in: workspace).standardOutput == "unlocked=yes\n")
+        #expect(try await run(.unlock(token: "tokenB", history: nil, record: []), in: workspace).standardOutput == "unlocked=yes\n")
         #expect(try await run(["lock", workspace, "--token=tokenC", "--holder=ops@main pid 3"]).exitCode == 0)
     }
 
@@ -134,7 +134,7 @@ struct WorkerScriptTests {
         #expect(locked.lock?.holder == "ops@main pid 7")
         #expect(locked.lock?.alive == true)
         #expect(locked.lastSync == nil)
-        let unlocked = try await run(.unlock(token: "tokenA", record: ["kind=sync", "release=release_1", "by=ops@main pid 7", "at=1764000000", "seconds=3.5"]),
+        let unlocked = try await run(.unlock(token: "tokenA", history: nil, record: ["kind=sync", "release=release_1", "by=ops@main pid 7", "at=1764000000", "seconds=3.5"]),
                                      in: workspace)
         #expect(unlocked.standardOutput == "unlocked=yes\n")
         let before = TreeSnapshot(site)
@@ -144,6 +144,43 @@ struct WorkerScriptTests {
         #expect(last.kind == "sync" && last.release == "release_1" && last.by == "ops@main pid 7")
         #expect(last.at == Date(timeIntervalSince1970: 1_764_000_000) && last.seconds == 3.5 && last.downtimeSeconds == nil)
         #expect(TreeSnapshot(site) == before, "status changes nothing")
+    }
+
+    @Test("history: unlock appends one entry per operation that held the lock; a release rolled back from another is marked bad until a switch to it succeeds")
+    func historyAndBadReleases() async throws {
+        try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
+        func entry(_ from: String?, _ to: String, _ result: HistoryEntry.Result, at: Int, error: String? = nil) -> HistoryEntry {
+            HistoryEntry(at: Date(timeIntervalSince1970: TimeInterval(at)), kind: "sync", by: "ops@main pid 7", from: from, to: to, result: result,
+                         seconds: 2.5, noJobsSeconds: 0, error: error)
+        }
+        func append(_ entry: HistoryEntry, token: String) async throws {
+            #expect(try await run(["lock", workspace, "--token=\(token)", "--holder=ops@main pid 7"]).exitCode == 0)
+            #expect(try await run(.unlock(token: token, history: entry, record: []), in: workspace).standardOutput == "unlocked=yes\n")
+        }
+        // A wrong token appends nothing.
+        #expect(try await run(["lock", workspace, "--token=tokenA", "--holder=ops@main pid 7"]).exitCode == 0)
+        _ = try await run(.unlock(token: "tokenZ", history: entry(nil, "release_9", .rolledBack, at: 1), record: []), in: workspace)
+        #expect(try await run(.unlock(token: "tokenA", history: nil, record: []), in: workspace).exitCode == 0)
+        try await append(entry(nil, "release_1", .ok, at: 100), token: "t1")
+        try await append(entry("release_1", "release_2", .rolledBack, at: 200, error: "release_2 did not start\t(redis_queue\nunreachable)"), token: "t2")
+        // A restart of the live release that failed (a broken config) marks nothing.
+        try await append(entry("release_1", "release_1", .rolledBack, at: 300), token: "t3")
+        try await append(entry("release_1", "release_2", .refused, at: 400), token: "t4")
+        var answer = HistoryAnswer(WorkerFacts(try await run(.history(limit: 10), in: workspace).standardOutput))
+        #expect(answer.entries.map(\.to) == ["release_1", "release_2", "release_1", "release_2"])
+        #expect(answer.entries.map(\.result) == [.ok, .rolledBack, .rolledBack, .refused])
+        #expect(answer.entries[1].error == "release_2 did not start (redis_queue unreachable)", "tabs and newlines never split an entry")
+        #expect(answer.entries[1] == entry("release_1", "release_2", .rolledBack, at: 200, error: "release_2 did not start (redis_queue unreachable)"))
+        #expect(answer.badReleases == ["release_2"])
+        // preflight and status say the same.
+        let status = StatusAnswer(WorkerFacts(try await run(.status(site: "a.test", digestExcludes: []), in: workspace).standardOutput))
+        #expect(status.releases.bad == ["release_2"])
+        // The limit keeps the newest; a forced switch that succeeds clears the mark.
+        try await append(entry("release_1", "release_2", .ok, at: 500), token: "t5")
+        answer = HistoryAnswer(WorkerFacts(try await run(.history(limit: 2), in: workspace).standardOutput))
+        #expect(answer.entries.map(\.at.timeIntervalSince1970) == [400, 500])
+        #expect(answer.badReleases.isEmpty)
+        #expect(try await run(["history", workspace, "--limit=x"]).exitCode == 2)
     }
 
     @Test("digest: the same copy gives the same digest; a changed file changes it; excluded files and directory times do not")

@@ -129,7 +129,51 @@ public enum SettingsResolver {
         settings.warnings = env.warnings
         settings.parallel = try positive(flags.parallel ?? file?.parallel, name: "parallel", source: flags.parallel != nil ? "option --parallel" : fileSource) ?? 4
         settings.failFast = flags.failFast || (file?.failFast ?? false)
+        settings.rollout = try rollout(flags: flags, file: file, fileSource: fileSource, workers: workers.count)
+        settings.hooks = try hooks(flags: flags, file: file, fileSource: fileSource)
         return settings
+    }
+
+    /// Canary and batches: flags over the file; counts checked against the workers of the run.
+    private static func rollout(flags: SyncOverrides, file: ConfigFile?, fileSource: String, workers: Int) throws(ConfigError) -> Rollout {
+        func origin(_ flag: Int?, _ option: String) -> String { flag != nil ? "option \(option)" : fileSource }
+        var rollout = Rollout()
+        if let canary = flags.canary ?? file?.canary {
+            let source = origin(flags.canary, "--canary")
+            guard canary >= 1 else { throw .invalidValue(source: source, keyPath: "canary", problem: "\(canary) is below the minimum of 1") }
+            guard canary < workers else {
+                throw .invalidValue(source: source, keyPath: "canary",
+                                    problem: "\(canary) canary workers leave none to follow them (this run has \(workers)): give fewer, or more workers")
+            }
+            rollout.canary = canary
+        }
+        rollout.batchSize = try positive(flags.batchSize ?? file?.batchSize, name: "batch_size", source: origin(flags.batchSize, "--batch-size"))
+        if let wait = flags.batchWait ?? file?.batchWait {
+            guard wait >= 0 else {
+                throw .invalidValue(source: origin(flags.batchWait, "--batch-wait"), keyPath: "batch_wait", problem: "\(wait) is below the minimum of 0")
+            }
+            rollout.batchWait = wait
+        }
+        return rollout
+    }
+
+    /// Hooks: each command from the flags, else the file; none at all with --no-hooks.
+    private static func hooks(flags: SyncOverrides, file: ConfigFile?, fileSource: String) throws(ConfigError) -> Hooks {
+        if flags.noHooks { return Hooks() }
+        var hooks = Hooks(beforeSync: flags.beforeSync ?? file?.beforeSync, afterSwitch: flags.afterSwitch ?? file?.afterSwitch,
+                          onFailure: flags.onFailure ?? file?.onFailure)
+        let fromFlags: [HookName: String?] = [.beforeSync: flags.beforeSync, .afterSwitch: flags.afterSwitch, .onFailure: flags.onFailure]
+        for name in HookName.allCases {
+            if let command = hooks.command(name), command.trimmed.isEmpty {
+                let source = fromFlags[name]! != nil ? "option --\(name.rawValue.replacingOccurrences(of: "_", with: "-"))" : fileSource
+                throw .invalidValue(source: source, keyPath: "hooks.\(name.rawValue)", problem: "the command is empty: give a command, or leave the hook out")
+            }
+        }
+        if let timeout = try positive(flags.hookTimeout ?? file?.hookTimeout, name: "hooks.timeout",
+                                      source: flags.hookTimeout != nil ? "option --hook-timeout" : fileSource) {
+            hooks.timeout = timeout
+        }
+        return hooks
     }
 
     private static func positive(_ value: Int?, name: String, source: String) throws(ConfigError) -> Int? {

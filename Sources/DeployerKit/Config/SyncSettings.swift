@@ -10,6 +10,10 @@ public struct SyncSettings: Sendable, Equatable {
     public var parallel = 4
     /// After the first failed worker, start no more (the running ones finish).
     public var failFast = false
+    /// Canary workers and batches: in which waves the workers go.
+    public var rollout = Rollout()
+    /// Commands run on this server around each worker's sync.
+    public var hooks = Hooks()
 
     public init(siteName: String, benchesPath: String, workers: [WorkerSettings]) {
         self.siteName = siteName
@@ -110,6 +114,16 @@ public struct SyncOverrides: Sendable, Equatable {
     public var parallel: Int?
     public var failFast = false
     public var acceptNewHostKey = false
+    public var canary: Int?
+    public var batchSize: Int?
+    public var batchWait: Int?
+    /// Hook commands from the command line (each replaces the file's).
+    public var beforeSync: String?
+    public var afterSwitch: String?
+    public var onFailure: String?
+    public var hookTimeout: Int?
+    /// Run no hooks in this run.
+    public var noHooks = false
 
     public init() {}
 }

@@ -13,6 +13,8 @@ public struct SyncPlan: Sendable, Equatable {
     public let dependencies: [WorkerDependency]
     /// Stage and switch even when the worker's live release is this one, verified and unchanged.
     public let full: Bool
+    /// Sync the release even where it is marked bad (a switch to it was rolled back automatically).
+    public let force: Bool
     /// The fingerprint of the main server's worker configs (read once, when the plan is made):
     /// a live release whose own copies differ is not kept (`ReleaseDecision`).
     public let workerConfigs: String?
@@ -24,9 +26,9 @@ public struct SyncPlan: Sendable, Equatable {
 
     /// Builds the plan for one worker from checked settings and a located workspace.
     public static func make(workspace: LocalWorkspace, worker: WorkerSettings, dependencies: [WorkerDependency] = [],
-                            full: Bool = false, token: String = SyncPlan.newToken()) -> SyncPlan {
+                            full: Bool = false, force: Bool = false, token: String = SyncPlan.newToken()) -> SyncPlan {
         SyncPlan(site: workspace.siteName, workspace: workspace, worker: worker, token: token, dependencies: dependencies,
-                 full: full, workerConfigs: workspace.workerConfigFingerprint())
+                 full: full, force: force, workerConfigs: workspace.workerConfigFingerprint())
     }
 
     /// A short random name: enough to tell concurrent syncs apart.
@@ -49,6 +51,11 @@ public struct SyncPlan: Sendable, Equatable {
 
     /// How long each service gets to stop.
     public var stopRules: StopRules { worker.stopRules }
+
+    /// Refuses, before anything changes, a release marked bad on the worker unless `force`.
+    public func checkNotMarkedBad(_ releases: WorkerReleases) throws(SyncError) {
+        if releases.bad.contains(release) && !force { throw .markedBad(host: worker.server, release: release) }
+    }
 }
 
 /// Which services a worker runs and how they stop: the one place these are decided.

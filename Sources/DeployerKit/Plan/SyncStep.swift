@@ -11,4 +11,6 @@ public enum SyncStep: String, Sendable, CaseIterable {
     case prune = "prune"
     case compare = "compare release"
     case restart = "restart services"
+    case beforeSync = "before_sync hook"
+    case afterSwitch = "after_switch hook"
 }

@@ -11,6 +11,9 @@ public struct Command: Sendable, Equatable, CustomStringConvertible {
     /// Which standard output lines to keep in `CommandOutput` (all when nil); every line still
     /// reaches the line handler.
     public var keepsLine: (@Sendable (String) -> Bool)?
+    /// When the run is cancelled, stop the command's whole process group (what it started too),
+    /// not only the command: for commands the operator wrote (hooks).
+    public var teardownGroup = false
 
     public init(_ executable: String, _ arguments: [String], standardInput: String? = nil) {
         self.executable = executable

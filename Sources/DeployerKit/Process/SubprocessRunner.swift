@@ -15,7 +15,7 @@ public struct SubprocessRunner: CommandRunning {
         let executable: Executable = command.executable.contains("/") ? .path(.init(command.executable)) : .name(command.executable)
         var options = PlatformOptions()
         // On cancellation: SIGTERM, then SIGKILL after 5 s, so ssh and rsync can close cleanly.
-        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(5))]
+        options.teardownSequence = [.gracefulShutDown(toProcessGroup: command.teardownGroup, allowedDurationToNextStep: .seconds(5))]
         // Its own process group: a Ctrl-C at the terminal reaches the tool, which stops its children
         // at a safe point, instead of killing ssh in the middle of a switch.
         options.processGroupID = 0

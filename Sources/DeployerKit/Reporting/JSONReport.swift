@@ -36,6 +36,7 @@ public struct JSONRunReport: Encodable {
         var handover: SyncReport.Handover?
         var finishedDrains: [DrainRecord]?
         var warnings: [String]?
+        var hooks: [HookRun]?
     }
 
     var command: String
@@ -76,7 +77,8 @@ public struct JSONRunReport: Encodable {
                 steps: report?.stepSeconds.map { Step(step: $0.step.rawValue, seconds: ($0.seconds * 1000).rounded() / 1000) },
                 totalSeconds: report.map { ($0.totalSeconds * 1000).rounded() / 1000 },
                 error: outcome.problem, workerState: (outcome.error as? SyncFailure)?.workerState.description, dryRun: report?.dryRun,
-                handover: report?.handover, finishedDrains: report?.finishedDrains, warnings: report?.warnings)
+                handover: report?.handover, finishedDrains: report?.finishedDrains, warnings: report?.warnings,
+                hooks: report?.hooks ?? (outcome.error as? SyncFailure)?.hooks)
         }
     }
 }

@@ -51,6 +51,8 @@ public final class LiveReporter: SyncReporting {
                 update(&state, host) { row in row.text = String(format: "%@ FAILED after %.1f s", step.rawValue as NSString, seconds) }
             case .output:
                 return
+            case .waiting(let host, let reason):
+                update(&state, host) { row in row.text = "waiting: \(reason)" }
             case .progress(let host, let tree, let progress):
                 force = false
                 update(&state, host) { row in

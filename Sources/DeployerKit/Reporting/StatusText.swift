@@ -47,6 +47,9 @@ extension FleetStatus {
                         + (drain.killed.isEmpty ? ", nothing killed" : ", killed: \(drain.killed.joined(separator: ", ")) (stop wait ran out)"))
                 }
             }
+            if let bad = worker.badReleases, !bad.isEmpty {
+                lines.append("  marked bad: \(bad.joined(separator: ", ")) (rolled back automatically; remote-worker history says why)")
+            }
             if let lock = worker.lock {
                 lines.append("  lock: held by \(lock.holder)" + (lock.since.map { " since \(time.string(from: $0))" } ?? "")
                     + (lock.alive ? "" : " (its sync is gone; the next sync takes it over)"))

@@ -36,6 +36,8 @@ public final class TerminalReporter: SyncReporting {
             return verbose ? "[\(host)] \(source) | \(line)" : nil
         case .progress:
             return nil
+        case .waiting(let host, let reason):
+            return "[\(host)] waiting: \(reason)"
         }
     }
 }

@@ -76,7 +76,16 @@ extension SyncRunner {
             return (check, rsync, trees)
         }
         let decision = ReleaseDecision.decide(plan, releases: check.releases, mainDigest: await digest.value)
-        return Self.describe(plan, decision: decision, check: check, rsync: rsync, trees: trees)
+        var report = Self.describe(plan, decision: decision, check: check, rsync: rsync, trees: trees)
+        // The hooks a sync would run (none runs in a dry run).
+        let hooks = hooks.hooks
+        if let command = hooks.beforeSync, report.steps.count > 2, !report.steps[2].hasPrefix("refuse") {
+            report.steps.insert("run the before_sync hook here (\(command)); a failure stops this worker's sync", at: 2)
+        }
+        if let command = hooks.afterSwitch, !report.startServices.isEmpty {
+            report.steps.insert("run the after_switch hook here (\(command))", at: max(2, report.steps.count - 2))
+        }
+        return report
     }
 
     /// The steps a sync would run for `decision`, in words, and the services it would stop and start.
@@ -93,6 +102,15 @@ extension SyncRunner {
                                   strategy: plan.strategy, steps: ["connect to \(worker.destination) (one SSH connection)",
                                                                    "check the worker and take its lock"],
                                   stopServices: running, startServices: start, trees: trees)
+        do {
+            try plan.checkNotMarkedBad(check.releases)
+        } catch {
+            report.steps.append("refuse: \(error.errorDescription ?? "")")
+            report.steps.append("release the lock")
+            report.stopServices = []
+            report.startServices = []
+            return report
+        }
         switch decision {
         case .keep:
             report.steps.append("keep \(plan.release): it is live, was verified when it went live, and is identical to the main server's")

@@ -28,6 +28,14 @@ public struct WorkerOutcome: Sendable {
         }
     }
 
+    /// What the worker runs after this run, in a few words, for a fleet's closing lines.
+    public var runsNow: String {
+        if let report, error == nil { return "runs \(report.release)" }
+        if let skipped { return "not started (\(skipped)): runs what it ran before" }
+        guard let failure = error as? SyncFailure else { return "failed" }
+        return failure.workerState == .unchanged ? "failed; unchanged: runs what it ran before" : "failed; \(failure.workerState)"
+    }
+
     /// One line on what went wrong, and what the worker holds now.
     public var problem: String? {
         if let skipped { return "not started: \(skipped)" }
@@ -44,34 +52,78 @@ public struct WorkerOutcome: Sendable {
     }
 }
 
-/// Runs one operation on each of several workers, `parallel` at a time, and reports each result.
-/// By default every worker runs whatever the others do; with `failFast`, no worker starts after
-/// one has failed (those already running finish, never cut off mid-switch).
+/// Runs one operation on each of several workers, wave by wave (`Rollout`: canaries, then
+/// batches), `parallel` at a time within a wave, and reports each result. By default every worker
+/// of a wave runs whatever the others do; with `failFast`, no worker starts after one has failed
+/// (those already running finish, never cut off mid-switch). A wave with a failure stops the
+/// waves after it.
 public struct FleetRunner: Sendable {
     public let parallel: Int
     public let failFast: Bool
+    public let rollout: Rollout
 
-    public init(parallel: Int, failFast: Bool) {
+    public init(parallel: Int, failFast: Bool, rollout: Rollout = Rollout()) {
         self.parallel = max(1, parallel)
         self.failFast = failFast
+        self.rollout = rollout
     }
 
-    public func run(_ workers: [WorkerSettings], interrupt: InterruptSignal? = nil,
+    public func run(_ workers: [WorkerSettings], interrupt: InterruptSignal? = nil, reporter: (any SyncReporting)? = nil,
                     _ operation: @escaping @Sendable (Int) async throws -> SyncReport) async -> [WorkerOutcome] {
-        let failFast = self.failFast
-        let results = await Self.map(workers.count, parallel: parallel, goOn: { finished in
-            interrupt?.received == nil && !(failFast && finished.contains { $0?.1 != nil })
-        }) { index -> (SyncReport?, (any Error)?) in
-            do {
-                return (try await operation(index), nil)
-            } catch {
-                return (nil, error)
+        var outcomes = workers.map { WorkerOutcome(worker: $0) }
+        var ran = [Bool](repeating: false, count: workers.count)
+        var stopped: String?
+        let waves = rollout.waves(count: workers.count)
+        for (number, wave) in waves.enumerated() {
+            if let stopped {
+                for index in wave.workers { outcomes[index].skipped = stopped }
+                continue
+            }
+            if number > 0 {
+                let previous = waves[number - 1].name
+                for index in wave.workers {
+                    reporter?.report(.waiting(host: workers[index].server, reason: "\(wave.name) starts when \(previous) is done"
+                        + (rollout.batchWait > 0 ? " and \(rollout.batchWait) s have passed" : "")))
+                }
+                await pause(rollout.batchWait, interrupt: interrupt)
+            }
+            let failFast = self.failFast
+            let results = await Self.map(wave.workers.count, parallel: parallel, goOn: { finished in
+                interrupt?.received == nil && !(failFast && finished.contains { $0?.1 != nil })
+            }) { position -> (SyncReport?, (any Error)?) in
+                do {
+                    return (try await operation(wave.workers[position]), nil)
+                } catch {
+                    return (nil, error)
+                }
+            }
+            for (position, result) in results.enumerated() {
+                guard let (report, error) = result else { continue }
+                let index = wave.workers[position]
+                ran[index] = true
+                outcomes[index].report = report
+                outcomes[index].error = error
+            }
+            let failed = wave.workers.filter { ran[$0] && !outcomes[$0].succeeded }.map { workers[$0].server }
+            if let signal = interrupt?.received {
+                stopped = "interrupted (signal \(signal))"
+            } else if !failed.isEmpty && failFast {
+                stopped = "an earlier worker failed (--fail-fast)"
+            } else if !failed.isEmpty && waves.count > 1 {
+                stopped = "\(wave.name) failed on \(failed.joined(separator: ", ")), so no later worker started"
+            }
+            for index in wave.workers where !ran[index] {
+                outcomes[index].skipped = stopped ?? "an earlier worker failed (--fail-fast)"
             }
         }
-        let skipped = interrupt?.received.map { "interrupted (signal \($0))" } ?? "an earlier worker failed (--fail-fast)"
-        return zip(workers, results).map { worker, result in
-            guard let (report, error) = result else { return WorkerOutcome(worker: worker, skipped: skipped) }
-            return WorkerOutcome(worker: worker, report: report, error: error)
+        return outcomes
+    }
+
+    /// Waits `seconds` between waves; SIGINT/SIGTERM end the wait at once.
+    private func pause(_ seconds: Int, interrupt: InterruptSignal?) async {
+        let end = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < end, interrupt?.received == nil {
+            try? await Task.sleep(for: .milliseconds(100))
         }
     }
 

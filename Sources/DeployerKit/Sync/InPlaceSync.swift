@@ -35,5 +35,6 @@ struct InPlaceSync {
             }
             return (answer.running, answer.running.joined(separator: ", "))
         }
+        session.report.switched = true
     }
 }

@@ -26,6 +26,8 @@ public struct WorkerStatus: Sendable, Equatable, Encodable {
     public var drains: [DrainRecord]?
     /// RQ's suspend flag in the site's queue Redis: a suspended queue runs no job anywhere.
     public var queueSuspended: Bool?
+    /// Releases marked bad here (rolled back automatically; syncing one again needs --force).
+    public var badReleases: [String]?
 }
 
 /// What `remote-worker status` finds for a site: the main server and every worker.
@@ -95,6 +97,7 @@ extension SyncRunner {
             status.lastSync = answer.lastSync
             status.drains = answer.drains
             status.queueSuspended = answer.queueSuspended
+            status.badReleases = answer.releases.bad
             if live != nil {
                 // The release by digests when its copy is the verified one (nothing is read);
                 // otherwise by content. Data and includes by rsync's quick check.

@@ -38,6 +38,7 @@ extension WorkerSession {
         }
         workerState = .described("\(request.release) runs")
         report.runningServices = answer.running
+        report.switched = true
         try stopIfInterrupted(.switchRelease, state: "the switch completed first: \(request.release) runs")
     }
 }

@@ -7,6 +7,15 @@ public struct SyncFailure: Error, LocalizedError {
     public var underlying: any Error
     /// What state the worker was left in, for the operator.
     public var workerState: WorkerState
+    /// Hooks that ran for this worker (on_failure, after the lock was released).
+    public var hooks: [HookRun] = []
+
+    public init(step: SyncStep, host: String, underlying: any Error, workerState: WorkerState) {
+        self.step = step
+        self.host = host
+        self.underlying = underlying
+        self.workerState = workerState
+    }
 
     public var errorDescription: String? {
         (underlying as? LocalizedError)?.errorDescription ?? String(describing: underlying)
@@ -47,6 +56,8 @@ public enum SyncError: Error, Equatable, LocalizedError {
     case noPreviousRelease(host: String, live: String)
     /// A handover needs at most two generations, and an earlier one still drains.
     case stillDraining(host: String, release: String, since: String, running: [String], waited: Int)
+    /// The release's last switch on this worker failed its checks and was rolled back.
+    case markedBad(host: String, release: String)
 
     public var errorDescription: String? {
         switch self {
@@ -65,6 +76,9 @@ public enum SyncError: Error, Equatable, LocalizedError {
             return "\(host) still drains \(release) (\(running.joined(separator: ", ")) finishing their jobs since \(since))"
                 + (waited > 0 ? " after waiting \(waited) s" : "")
                 + ": a handover runs at most two generations; sync again when it has drained (remote-worker status shows it), or pass --lock-wait SECONDS to wait"
+        case .markedBad(let host, let release):
+            return "\(release) is marked bad on \(host): its last switch there failed its checks and was rolled back (remote-worker history shows why); "
+                + "deploy a fixed release, or pass --force to sync this one again"
         }
     }
 }

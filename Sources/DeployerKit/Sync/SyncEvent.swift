@@ -8,6 +8,8 @@ public enum SyncEvent: Sendable, Equatable {
     case output(host: String, source: String, line: String)
     /// How far one tree's transfer is (only for reporters that ask for progress).
     case progress(host: String, tree: String, progress: RsyncProgress)
+    /// A worker waits for its wave (canaries first, then batches).
+    case waiting(host: String, reason: String)
 }
 
 /// Receives sync events; implementations must be safe to call from concurrent transfers.

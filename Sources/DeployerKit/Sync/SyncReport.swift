@@ -30,6 +30,10 @@ public struct SyncReport: Sendable, Equatable {
     public var finishedDrains: [DrainRecord] = []
     /// What went wrong without failing the sync (a release that could not be pruned, a repair).
     public var warnings: [String] = []
+    /// The services were switched (a handover, a restart, an in-place start): after_switch runs.
+    public var switched = false
+    /// The hooks that ran for this worker, in order.
+    public var hooks: [HookRun] = []
 
     /// A switch that handed over: the new generation took jobs before the old one was told to stop.
     public struct Handover: Sendable, Equatable, Encodable {

@@ -8,16 +8,26 @@ public struct SyncRunner: Sendable {
     let reporter: any SyncReporting
     let verbose: Bool
     let interrupt: InterruptSignal?
+    let hooks: HookRunner
 
-    public init(runner: any CommandRunning, reporter: any SyncReporting, verbose: Bool, interrupt: InterruptSignal? = nil) {
+    public init(runner: any CommandRunning, reporter: any SyncReporting, verbose: Bool, interrupt: InterruptSignal? = nil,
+                hooks: Hooks = Hooks()) {
         self.runner = runner
         self.reporter = reporter
         self.verbose = verbose
         self.interrupt = interrupt
+        var signal: (@Sendable () -> Int32?)?
+        if let interrupt { signal = { interrupt.received } }
+        self.hooks = HookRunner(hooks: hooks, runner: runner, signal: signal)
     }
 
     /// Syncs `plan`'s release to its worker.
     public func run(_ plan: SyncPlan) async throws -> SyncReport {
+        var context = HookContext(site: plan.site, worker: plan.worker, kind: "sync", release: plan.release)
+        return try await runningFailureHook(&context) { context in try await sync(plan, context: &context) }
+    }
+
+    private func sync(_ plan: SyncPlan, context: inout HookContext) async throws -> SyncReport {
         reporter.report(.started(site: plan.site, release: plan.release, destination: plan.worker.destination,
                                  workspace: plan.worker.workspacePath))
         // The release's digest is read locally while the connection opens and the worker is checked.
@@ -32,7 +42,14 @@ public struct SyncRunner: Sendable {
             let check = try await session.checkAndLock(site: plan.site, token: plan.token,
                                                        digestExcludes: plan.strategy == .staged && !plan.full ? plan.releaseExcludes : nil)
             session.report.previousRelease = check.releases.live ?? ""
+            context.previousRelease = check.releases.live
             session.report.finishedDrains = check.drains.filter { !$0.draining }
+            do {
+                try plan.checkNotMarkedBad(check.releases)
+            } catch {
+                throw SyncFailure(step: .preflight, host: plan.worker.server, underlying: error, workerState: .unchanged)
+            }
+            try await beforeSync(session, context)
             let rsync = try await rsyncChoices(plan.worker, check: check)
             session.report.rsync = rsync
             let mainDigest = await digest?.value
@@ -43,12 +60,18 @@ public struct SyncRunner: Sendable {
             case .keep, .stage:
                 try await StagedSync(plan: plan, session: session, check: check, rsync: rsync, mainDigest: mainDigest).run(decision)
             }
+            await afterSwitch(session, context)
             return session.report
         }
     }
 
     /// Switches the worker to its previous release (the one live before the last switch).
     public func rollback(site: String, worker: WorkerSettings) async throws -> SyncReport {
+        var context = HookContext(site: site, worker: worker, kind: "rollback")
+        return try await runningFailureHook(&context) { context in try await rollback(site: site, worker: worker, context: &context) }
+    }
+
+    private func rollback(site: String, worker: WorkerSettings, context: inout HookContext) async throws -> SyncReport {
         var report = SyncReport(site: site, destination: worker.destination, release: "", strategy: .staged)
         report.isRollback = true
         let session = try await WorkerSession.open(worker: worker, context: self, report: report, note: "one connection, shared by every step")
@@ -62,12 +85,15 @@ public struct SyncRunner: Sendable {
             }
             session.report.release = target
             session.report.previousRelease = live
+            context.release = target
+            context.previousRelease = live
             session.report.finishedDrains = check.drains.filter { !$0.draining }
             try await session.awaitDrains(check.drains)
             // The previous release ran with today's queue and database: no dependency check here.
             try await session.switchServices(SwitchRequest(
                 site: site, release: target, generation: Generation.name(siteDirectory: worker.siteDirectory, release: target, token: token),
                 stop: worker.stopRules, start: worker.startRequest(workerServices: check.workerServices, dependencies: [])))
+            await afterSwitch(session, context)
             return session.report
         }
     }

@@ -129,13 +129,15 @@ final class WorkerSession {
         }
     }
 
-    /// Releases the lock (recording the operation as the last sync when it succeeded) and the
-    /// connection; safe on any path out. After a lost connection, cleanup is left to the next sync.
-    func close(succeeded: Bool) async {
+    /// Releases the lock, first appending the operation to the worker's history (and, when it
+    /// succeeded, recording it as the last sync), and the connection; safe on any path out.
+    /// After a lost connection, cleanup is left to the next sync (and the history misses it).
+    func close(error: (any Error)?) async {
         if let lockToken {
-            let reachable = succeeded ? true : await connection.isAlive()
+            let reachable = error == nil ? true : await connection.isAlive()
             if reachable {
-                _ = try? await connection.run(.unlock(token: lockToken, record: succeeded ? lastSyncRecord : []), step: "unlock")
+                _ = try? await connection.run(.unlock(token: lockToken, history: historyEntry(error: error),
+                                                      record: error == nil ? lastSyncRecord : []), step: "unlock")
             }
         }
         await connection.close()
@@ -145,10 +147,10 @@ final class WorkerSession {
     func closing<T>(_ body: () async throws -> T) async throws -> T {
         do {
             let value = try await body()
-            await close(succeeded: true)
+            await close(error: nil)
             return value
         } catch {
-            await close(succeeded: false)
+            await close(error: error)
             throw error
         }
     }

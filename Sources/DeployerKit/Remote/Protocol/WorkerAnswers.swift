@@ -94,8 +94,12 @@ public struct WorkerReleases: Sendable, Equatable {
     /// The fingerprint of the live release's own worker configs (the copies it went live with);
     /// nil when it has none.
     public var liveConfigs: String?
+    /// Releases whose last switch on this worker failed its checks (rolled back automatically):
+    /// syncing one again needs --force.
+    public var bad: [String] = []
 
     init(_ facts: WorkerFacts) {
+        bad = facts.words("bad_releases")
         live = facts.text("current_release")
         previous = facts.text("previous_release")
         all = facts.words("releases")

@@ -5,8 +5,11 @@ public enum WorkerPhase: Sendable, Equatable {
     /// Checks the worker; with `lock`, then takes the per-site lock. With `digestExcludes`, also
     /// reports the digest of the live copy when it is the verified one.
     case preflight(site: String, lock: LockRequest?, digestExcludes: [String]?)
-    /// Releases the lock held by `token`, first recording `record` as the last sync (status reads it).
-    case unlock(token: String, record: [String])
+    /// Releases the lock held by `token`, first appending `history` to the site's history and
+    /// recording `record` as the last sync (status reads it).
+    case unlock(token: String, history: HistoryEntry?, record: [String])
+    /// The last `limit` entries of the site's history and the releases marked bad (read-only).
+    case history(limit: Int)
     /// Read-only facts for `remote-worker status` (the live copy's digest with these excludes).
     case status(site: String, digestExcludes: [String])
     /// The digest of a release's files and links on the worker.
@@ -35,6 +38,7 @@ public enum WorkerPhase: Sendable, Equatable {
         switch self {
         case .preflight: "preflight"
         case .unlock: "unlock"
+        case .history: "history"
         case .status: "status"
         case .digest: "digest"
         case .stagePrepare: "stage-prepare"
@@ -58,9 +62,11 @@ public enum WorkerPhase: Sendable, Equatable {
             options = [("site", site), ("token", lock?.token), ("holder", lock?.holder), ("origin", lock?.origin), ("takeover", lock?.takeover),
                        ("digest", excludes == nil ? nil : "yes")]
             list = excludes ?? []
-        case .unlock(let token, let record):
-            options = [("token", token)]
+        case .unlock(let token, let history, let record):
+            options = [("token", token), ("history", history?.line)]
             list = record
+        case .history(let limit):
+            options = [("limit", String(limit))]
         case .status(let site, let excludes):
             options = [("site", site)]
             list = excludes

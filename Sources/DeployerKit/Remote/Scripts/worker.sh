@@ -14,8 +14,11 @@
 #       takes the per-site lock; exit 6 with held_* facts when a live sync holds it. A lock whose
 #       ssh session is gone is taken over; --takeover names a holder's token to take over anyway
 #       (the tool passes it only on proof from O, the holder's process identity, that it is dead).
-#   unlock WORKSPACE --token=T [-- KEY=VALUE...]
-#       releases the lock if T holds it; with KEY=VALUE lines, first records them as the last sync.
+#   unlock WORKSPACE --token=T [--history=ENTRY] [-- KEY=VALUE...]
+#       releases the lock if T holds it; first appends ENTRY (TAB-separated KEY=VALUE fields) to
+#       the site's history, and with KEY=VALUE lines records them as the last sync.
+#   history WORKSPACE [--limit=N]
+#       read-only: the last N entries of the history (entry_1= oldest) and bad_releases=.
 #   status WORKSPACE --site=S [-- EXCLUDE...]
 #       read-only facts for `remote-worker status`: releases, each service's state, the lock's
 #       holder, the last sync, and the live copy's digest when it is the verified one.
@@ -263,6 +266,7 @@ preflight() {
     # sync hand over too, so that only worker services run after.
     printf 'running=%s\n' "$(serving_services)"
     drain_facts
+    printf 'bad_releases=%s\n' "$(bad_releases)"
     printf 'rsync_compress=%s\n' "$(rsync --version 2>/dev/null | sed -n '/^Compress list:/{n;p;}' | sed 's/^ *//')"
     printf 'rsync_checksum=%s\n' "$(rsync --version 2>/dev/null | sed -n '/^Checksum list:/{n;p;}' | sed 's/^ *//')"
 }
@@ -348,11 +352,51 @@ unlock() {
     ul_token=$(required token)
     [ -f "$state/lock" ] || return 0
     if [ "$(value token "$state/lock")" = "$ul_token" ]; then
-        # The lock goes even when the record cannot be written (its error is on stderr).
+        # The lock goes even when a record cannot be written (its error is on stderr).
+        [ -z "${opt_history:-}" ] || append_history "$opt_history" || true
         [ $# -eq 0 ] || record "$state/last-sync" "$@" || true
         rm -f "$state/lock"
         printf 'unlocked=yes\n'
     fi
+}
+
+# --- history: one line per sync or rollback that held the lock ------------------------------
+# TAB-separated KEY=VALUE fields (the tool keeps tabs and newlines out of values). Only appended,
+# under the lock; past 1 MiB the file becomes history.1 (one older file is kept).
+append_history() {
+    if [ -f "$state/history" ] && [ "$(wc -c < "$state/history")" -gt 1048576 ]; then
+        mv -f "$state/history" "$state/history.1"
+    fi
+    { printf '%s\n' "$1" >> "$state/history"; } 2>/dev/null || {
+        printf 'error: %s: the history could not be appended to\n' "$(write_problem "$state")" >&2
+        return 1
+    }
+}
+
+# The releases marked bad, space-separated: the last switch to each from another release that
+# ended (result ok, rolled-back or switch-failed; a refusal or an early failure says nothing about
+# the release) failed its checks. A restart of the live release that fails (a worker config that
+# does not work) marks nothing: that release runs on. A later switch to it that succeeds (--force)
+# clears the mark.
+bad_releases() {
+    cat "$state/history.1" "$state/history" 2>/dev/null | awk -F '\t' '
+        { from = ""; to = ""; result = ""
+          for (i = 1; i <= NF; i++) {
+              if (substr($i, 1, 5) == "from=") from = substr($i, 6)
+              else if (substr($i, 1, 3) == "to=") to = substr($i, 4)
+              else if (substr($i, 1, 7) == "result=") result = substr($i, 8)
+          }
+          if (to == "") next
+          if (result == "ok") last[to] = result
+          else if ((result == "rolled-back" || result == "switch-failed") && from != to) last[to] = result }
+        END { for (release in last) if (last[release] != "ok") print release }' | sort | tr '\n' ' ' | sed 's/ *$//'
+}
+
+show_history() {
+    sh_limit=${opt_limit:-100}
+    case $sh_limit in '' | *[!0-9]*) fail 2 "history needs --limit=N (a number)" ;; esac
+    cat "$state/history.1" "$state/history" 2>/dev/null | tail -n "$sh_limit" | awk '{ printf "entry_%d=%s\n", NR, $0 }'
+    printf 'bad_releases=%s\n' "$(bad_releases)"
 }
 
 status() {
@@ -386,6 +430,7 @@ status() {
     if [ -f "$state/last-sync" ]; then
         sed 's/^/last_/' "$state/last-sync"
     fi
+    printf 'bad_releases=%s\n' "$(bad_releases)"
 }
 
 # --- staging ---------------------------------------------------------------------------------
@@ -1295,6 +1340,7 @@ case $phase in
     preflight) preflight "$@" ;;
     lock) lock ;;
     unlock) unlock "$@" ;;
+    history) show_history ;;
     status) status "$@" ;;
     digest) digest "$@" ;;
     stage-prepare) stage_prepare ;;
