@@ -204,4 +204,98 @@ final class FleetIntegrationTests {
         #expect(beat.release == "release_20261120_101500")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: first.onHost(first.workspace(Self.site)) + "/frappe-bench") == "release_20261120_101500")
     }
+
+    // MARK: - History, bad releases and hooks (issue 15)
+
+    func liveRelease(_ worker: TestbedWorker) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: worker.onHost(worker.workspace(Self.site)) + "/frappe-bench")
+    }
+
+    @Test("a release rolled back on a worker is marked bad there: history says so, a resync is refused before anything changes, --force takes it live; hooks run with what they are about")
+    func historyBadReleaseAndHooks() async throws {
+        let log = directory.path + "/hooks.log"
+        let hooks = ["--before-sync", "echo \"before $FD_WORKER $FD_RELEASE from=$FD_PREVIOUS_RELEASE\" >> \(log)",
+                     "--after-switch", "echo \"after $FD_RELEASE\" >> \(log)",
+                     "--on-failure", "echo \"failure $FD_RESULT $FD_RELEASE\" >> \(log); echo told the pager"]
+        func logged() -> [String] { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        let r1 = "release_20261120_101500", r2 = "release_20261121_090000", r3 = "release_20261122_080000"
+        let first = self.first
+        #expect(try await tool("sync", [first.address], hooks).exitCode == 0)
+        #expect(logged() == ["before \(first.address) \(r1) from=", "after \(r1)"])
+
+        // r2 goes with a worker config whose queue nothing serves: rolled back, marked bad.
+        let config = fixture.deploymentData + "/sites/common_site_config.workers.json"
+        let good = try String(contentsOfFile: config, encoding: .utf8)
+        try good.replacingOccurrences(of: ":11000", with: ":11999").write(toFile: config, atomically: true, encoding: .utf8)
+        try fixture.addRelease(r2, seed: 11)
+        try fixture.activate(r2)
+        let failed = try await tool("sync", [first.address], hooks)
+        #expect(failed.exitCode == 1)
+        #expect(failed.standardError.contains { $0.hasPrefix("  hook on_failure: ok") }, "\(failed.standardError)")
+        #expect(failed.standardError.contains { $0.hasSuffix("| told the pager") }, "the hook's output is in the report")
+        #expect(Array(logged().suffix(2)) == ["before \(first.address) \(r2) from=\(r1)", "failure rolled-back \(r2)"])
+        #expect(liveRelease(first) == r1)
+
+        let history = try json(try await tool("history", [first.address], ["--json"]))
+        let entries = try #require(try workers(history).first?["entries"] as? [[String: Any]])
+        #expect(entries.compactMap { $0["result"] as? String } == ["ok", "rolled-back"])
+        #expect(entries.compactMap { $0["to"] as? String } == [r1, r2])
+        #expect(entries.last?["from"] as? String == r1)
+        #expect((entries.last?["error"] as? String)?.contains("11999") == true)
+        #expect(try workers(history).first?["bad_releases"] as? [String] == [r2])
+        let table = try await tool("history", [first.address])
+        #expect(table.exitCode == 0 && table.standardOutput.contains("rolled-back") && table.standardOutput.contains("marked bad: \(r2)"), "\(table.standardOutput)")
+        #expect(try await tool("status", [first.address]).standardOutput.contains("marked bad: \(r2)"))
+
+        // With the config fixed, r2 is still refused on this worker, before anything changes.
+        try good.write(toFile: config, atomically: true, encoding: .utf8)
+        let workspace = first.onHost(first.workspace(Self.site))
+        let before = try FileManager.default.contentsOfDirectory(atPath: workspace).sorted()
+        let refused = try await tool("sync", [first.address], hooks)
+        #expect(refused.exitCode == 1)
+        #expect(refused.errors.first?.contains("\(r2) is marked bad on \(first.address)") == true, "\(refused.errors)")
+        #expect(refused.errors.first?.contains("--force") == true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: workspace).sorted() == before, "nothing staged")
+        #expect(logged().last == "failure refused \(r2)", "before_sync never ran; on_failure did")
+        let dryRun = try await tool("sync", [first.address], ["--dry-run"])
+        #expect(dryRun.standardOutput.contains("refuse: \(r2) is marked bad"), "\(dryRun.standardOutput)")
+
+        // --force takes it live and clears the mark.
+        let forced = try await tool("sync", [first.address], ["--force"])
+        #expect(forced.exitCode == 0, "\(forced.standardError)")
+        #expect(liveRelease(first) == r2)
+        let cleared = try json(try await tool("history", [first.address], ["--json"]))
+        #expect(try workers(cleared).first?["bad_releases"] as? [String] == [])
+
+        // A failing before_sync stops the sync before anything on the worker changes.
+        try fixture.addRelease(r3, seed: 12)
+        try fixture.activate(r3)
+        let stopped = try await tool("sync", [first.address], ["--before-sync", "echo no deploys on Friday; exit 4"])
+        #expect(stopped.exitCode == 1)
+        #expect(stopped.errors.first?.contains("before_sync hook exit 4") == true, "\(stopped.errors)")
+        #expect(stopped.errors.first?.contains("no deploys on Friday; nothing on the worker was changed") == true, "\(stopped.errors)")
+        #expect(liveRelease(first) == r2)
+        #expect(!(try FileManager.default.contentsOfDirectory(atPath: workspace)).contains { $0.contains(r3) })
+        let last = try #require(try workers(try json(try await tool("history", [first.address], ["--json"]))).first?["entries"] as? [[String: Any]])
+        #expect(last.last?["result"] as? String == "refused")
+        #expect(try workers(try json(try await tool("history", [first.address], ["--json"]))).first?["bad_releases"] as? [String] == [],
+                "a refusal marks nothing")
+    }
+
+    @Test("--canary: a failed canary starts no other worker; a good one goes first, the batch after it and batch_wait")
+    func canaryAndBatches() async throws {
+        let failed = try await tool("sync", [missing, second.address], ["--canary", "1"])
+        #expect(failed.exitCode == 1)
+        #expect(failed.standardOutput.contains("not started (canary failed on \(missing)"), "\(failed.standardOutput)")
+        #expect(liveRelease(second) == nil, "the second worker was never touched")
+
+        let result = try await tool("sync", [first.address, second.address], ["--canary", "1", "--batch-wait", "2"])
+        #expect(result.exitCode == 0, "\(result.standardError)")
+        #expect(liveRelease(first) == "release_20261120_101500" && liveRelease(second) == "release_20261120_101500")
+        let lines = result.standardError
+        let canaryDone = try #require(lines.firstIndex { $0.hasPrefix("[\(first.address)] switch done") }, "\(lines)")
+        let waiting = try #require(lines.firstIndex { $0.hasPrefix("[\(second.address)] waiting: the rest starts when canary is done and 2 s have passed") })
+        let secondStarts = try #require(lines.firstIndex { $0.hasPrefix("[\(second.address)] connect") })
+        #expect(canaryDone < waiting && waiting < secondStarts, "\(lines)")
+    }
 }
