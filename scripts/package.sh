@@ -41,6 +41,8 @@ gzip -9n < "$manual" > "$root/usr/share/man/man1/$name.1.gz"
 "$binary" --generate-completion-script bash > "$root/usr/share/bash-completion/completions/$name"
 "$binary" --generate-completion-script zsh > "$root/usr/share/zsh/vendor-completions/_$name"
 "$binary" --generate-completion-script fish > "$root/usr/share/fish/vendor_completions.d/$name.fish"
+# The watch's systemd unit (one instance per site: frappe-deployer-watch@SITE).
+install -D -m 0644 packaging/frappe-deployer-watch@.service "$root/lib/systemd/system/frappe-deployer-watch@.service"
 cat > "$root/usr/share/doc/$name/copyright" <<TEXT
 frappe-deployer: run a Frappe/ERPNext site's background jobs on separate worker servers.
 Statically linked with the Swift standard library and Foundation (Apache License 2.0 with Runtime

@@ -60,83 +60,28 @@ extension RemoteWorker {
         @Flag(name: .customLong("dry-run"), help: "Print each worker's plan and what would change (files and bytes); change nothing.")
         var dryRun = false
 
-        @Option(name: [.customLong("include-dir"), .customShort("d")], help: "Additional directory to sync, relative to the workspace (repeatable).")
-        var includeDirs: [String] = []
-
-        @Option(name: [.customLong("include-file"), .customShort("f")], help: "Additional file to sync, relative to the workspace (repeatable).")
-        var includeFiles: [String] = []
-
-        @Option(name: .customLong("exclude"), help: "Additional rsync exclude pattern (repeatable).")
-        var excludes: [String] = []
-
-        @Option(name: .customLong("strategy"), help: ArgumentHelp("staged or in-place. (default: staged)", valueName: "strategy"))
-        var strategy: String?
-
-        @Option(name: .customLong("keep-releases"), help: ArgumentHelp("Releases to keep on the worker. (default: 3)", valueName: "count"))
-        var keepReleases: Int?
-
-        @Option(name: .customLong("bwlimit"), help: ArgumentHelp("Bandwidth limit for rsync, in KiB/s.", valueName: "kbps"))
-        var bandwidthLimit: Int?
-
-        @Option(name: .customLong("settle"), help: ArgumentHelp("Seconds worker services must stay up, without restarting, after a start. (default: 2)", valueName: "seconds"))
-        var settle: Int?
-
-        @Option(name: .customLong("compress"), help: ArgumentHelp("rsync compression: auto (zstd, else lz4, where both sides have it; never zlib), zstd, lz4 or off. (default: auto)", valueName: "choice"))
-        var compress: String?
-
-        @Option(name: .customLong("streams"), help: ArgumentHelp("Parallel rsync streams for a release's first copy to a worker: 1, or 2 (env/ beside the rest). (default: 2)", valueName: "count"))
-        var streams: Int?
-
-        @Flag(name: .customLong("full"), help: "Stage and switch even when the worker's live release is this one, verified and unchanged.")
-        var full = false
-
-        @Flag(name: .customLong("force"), help: "Sync the release even on workers where it is marked bad (its last switch there failed its checks and was rolled back).")
-        var force = false
-
-        @Flag(name: .customLong("no-scheduler"), help: "Do not run `schedule` on the workers of this run (a site wants exactly one scheduler).")
-        var noScheduler = false
+        @OptionGroup var transfer: TransferOptions
 
         public init() {}
 
         public func run() async throws {
+            let make = { (environment: [String: String]) in
+                try transfer.makePlans(options: options, environment: environment) { flags in
+                    switching.apply(to: &flags)
+                    fleet.apply(to: &flags)
+                    rollout.apply(to: &flags)
+                    hooks.apply(to: &flags)
+                }
+            }
             if dryRun {
-                try await options.perform(command: "dry-run", output: output, { try makePlans(environment: $0) }) { runner, plan in
+                try await options.perform(command: "dry-run", output: output, make) { runner, plan in
                     SyncReport(dryRun: try await runner.dryRun(plan))
                 }
             } else {
-                try await options.perform(command: "sync", output: output, { try makePlans(environment: $0) }) { runner, plan in
+                try await options.perform(command: "sync", output: output, make) { runner, plan in
                     try await runner.run(plan)
                 }
             }
-        }
-
-        /// Everything local, checked before any connection: config, site, workspace, includes.
-        func makePlans(environment: [String: String]) throws -> (SyncSettings, [SyncPlan]) {
-            let settings = try options.settings(environment: environment) { flags in
-                switching.apply(to: &flags)
-                fleet.apply(to: &flags)
-                rollout.apply(to: &flags)
-                hooks.apply(to: &flags)
-                flags.worker.settle = settle
-                flags.worker.streams = streams
-                flags.worker.compress = compress
-                if noScheduler { flags.worker.scheduler = false }
-                flags.worker.includeDirs = includeDirs
-                flags.worker.includeFiles = includeFiles
-                flags.worker.excludePatterns = excludes
-                flags.worker.strategy = strategy
-                flags.worker.keepReleases = keepReleases
-                flags.worker.bandwidthLimit = bandwidthLimit
-            }
-            let workspace = try LocalWorkspace.locate(benchesPath: settings.benchesPath, siteName: settings.siteName)
-            try workspace.checkWorkerConfigs()
-            let dependencies = try workspace.workerDependencies()
-            let plans = try settings.workers.map { worker in
-                for dir in worker.includeDirs { try workspace.checkInclude(dir, directory: true) }
-                for file in worker.includeFiles { try workspace.checkInclude(file, directory: false) }
-                return SyncPlan.make(workspace: workspace, worker: worker, dependencies: dependencies, full: full, force: force)
-            }
-            return (settings, plans)
         }
     }
 
@@ -176,5 +121,70 @@ extension RemoteWorker {
                 try await runner.rollback(site: input.site, worker: input.worker)
             }
         }
+    }
+}
+
+/// What a sync transfers and how it switches (sync and watch).
+struct TransferOptions: ParsableArguments {
+    @Option(name: [.customLong("include-dir"), .customShort("d")], help: "Additional directory to sync, relative to the workspace (repeatable).")
+    var includeDirs: [String] = []
+
+    @Option(name: [.customLong("include-file"), .customShort("f")], help: "Additional file to sync, relative to the workspace (repeatable).")
+    var includeFiles: [String] = []
+
+    @Option(name: .customLong("exclude"), help: "Additional rsync exclude pattern (repeatable).")
+    var excludes: [String] = []
+
+    @Option(name: .customLong("strategy"), help: ArgumentHelp("staged or in-place. (default: staged)", valueName: "strategy"))
+    var strategy: String?
+
+    @Option(name: .customLong("keep-releases"), help: ArgumentHelp("Releases to keep on the worker. (default: 3)", valueName: "count"))
+    var keepReleases: Int?
+
+    @Option(name: .customLong("bwlimit"), help: ArgumentHelp("Bandwidth limit for rsync, in KiB/s.", valueName: "kbps"))
+    var bandwidthLimit: Int?
+
+    @Option(name: .customLong("settle"), help: ArgumentHelp("Seconds worker services must stay up, without restarting, after a start. (default: 2)", valueName: "seconds"))
+    var settle: Int?
+
+    @Option(name: .customLong("compress"), help: ArgumentHelp("rsync compression: auto (zstd, else lz4, where both sides have it; never zlib), zstd, lz4 or off. (default: auto)", valueName: "choice"))
+    var compress: String?
+
+    @Option(name: .customLong("streams"), help: ArgumentHelp("Parallel rsync streams for a release's first copy to a worker: 1, or 2 (env/ beside the rest). (default: 2)", valueName: "count"))
+    var streams: Int?
+
+    @Flag(name: .customLong("full"), help: "Stage and switch even when the worker's live release is this one, verified and unchanged.")
+    var full = false
+
+    @Flag(name: .customLong("force"), help: "Sync the release even on workers where it is marked bad (its last switch there failed its checks and was rolled back).")
+    var force = false
+
+    @Flag(name: .customLong("no-scheduler"), help: "Do not run `schedule` on the workers of this run (a site wants exactly one scheduler).")
+    var noScheduler = false
+
+    /// Everything local, checked before any connection: config, site, workspace, includes.
+    func makePlans(options: WorkerOptions, environment: [String: String], adjust: (inout SyncOverrides) -> Void) throws -> (SyncSettings, [SyncPlan]) {
+        let settings = try options.settings(environment: environment) { flags in
+            adjust(&flags)
+            flags.worker.settle = settle
+            flags.worker.streams = streams
+            flags.worker.compress = compress
+            if noScheduler { flags.worker.scheduler = false }
+            flags.worker.includeDirs = includeDirs
+            flags.worker.includeFiles = includeFiles
+            flags.worker.excludePatterns = excludes
+            flags.worker.strategy = strategy
+            flags.worker.keepReleases = keepReleases
+            flags.worker.bandwidthLimit = bandwidthLimit
+        }
+        let workspace = try LocalWorkspace.locate(benchesPath: settings.benchesPath, siteName: settings.siteName)
+        try workspace.checkWorkerConfigs()
+        let dependencies = try workspace.workerDependencies()
+        let plans = try settings.workers.map { worker in
+            for dir in worker.includeDirs { try workspace.checkInclude(dir, directory: true) }
+            for file in worker.includeFiles { try workspace.checkInclude(file, directory: false) }
+            return SyncPlan.make(workspace: workspace, worker: worker, dependencies: dependencies, full: full, force: force)
+        }
+        return (settings, plans)
     }
 }

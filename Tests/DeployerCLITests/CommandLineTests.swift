@@ -19,19 +19,19 @@ struct CommandLineTests {
         #expect(sync.options.servers == ["192.168.1.100"])
         #expect(sync.options.sshUser == "erp")
         #expect(sync.options.sshPort == 2222)
-        #expect(sync.includeDirs == ["custom_apps", "scripts"])
-        #expect(sync.includeFiles == ["special_config.json", "w.env"])
+        #expect(sync.transfer.includeDirs == ["custom_apps", "scripts"])
+        #expect(sync.transfer.includeFiles == ["special_config.json", "w.env"])
         #expect(sync.options.configPath == "w.toml")
         #expect(sync.options.verbose)
         #expect(sync.options.benchesPath == "/srv/benches")
         #expect(sync.options.workspacePath == "/srv/ws")
         #expect(sync.options.acceptNewHostKey)
-        #expect(sync.excludes == ["*.iso"])
-        #expect(sync.strategy == "in-place")
-        #expect(sync.keepReleases == 5)
+        #expect(sync.transfer.excludes == ["*.iso"])
+        #expect(sync.transfer.strategy == "in-place")
+        #expect(sync.transfer.keepReleases == 5)
         #expect(sync.switching.lockWait == 30)
         #expect(sync.switching.stopTimeout == 20)
-        #expect(sync.bandwidthLimit == 5000)
+        #expect(sync.transfer.bandwidthLimit == 5000)
         #expect(sync.options.sshOptions == ["ServerAliveInterval=5"])
     }
 
@@ -58,7 +58,7 @@ struct CommandLineTests {
         #expect(sync.options.servers == ["w1", "w2"])
         #expect(sync.fleet.parallel == 2 && sync.fleet.failFast)
         #expect(sync.output.json && !sync.output.quiet)
-        #expect(sync.dryRun && sync.settle == 5 && sync.noScheduler)
+        #expect(sync.dryRun && sync.transfer.settle == 5 && sync.transfer.noScheduler)
         #expect(throws: (any Error).self) { try RemoteWorker.Sync.parse(["a.test", "-s", "w", "--json", "--quiet"]) }
         let status = try #require(try FrappeDeployer.parseAsRoot(["remote-worker", "status", "a.test", "-s", "w", "--json"]) as? RemoteWorker.Status)
         #expect(status.json)
@@ -100,6 +100,23 @@ struct CommandLineTests {
         #expect(RemoteWorker.helpMessage().contains("sync"))
     }
 
+    @Test("history, watch, canary, batches and hooks parse")
+    func fleetOperations() throws {
+        let history = try #require(try FrappeDeployer.parseAsRoot(["remote-worker", "history", "a.test", "-s", "w", "--limit", "5", "--json"]) as? RemoteWorker.History)
+        #expect(history.limit == 5 && history.json)
+        #expect(throws: (any Error).self) { try FrappeDeployer.parseAsRoot(["remote-worker", "history", "a.test", "--limit", "0"]) }
+        let sync = try RemoteWorker.Sync.parse(["a.test", "-s", "w1", "-s", "w2", "--canary", "1", "--batch-size", "2", "--batch-wait", "30",
+                                                "--before-sync", "check", "--after-switch", "tell", "--on-failure", "page", "--hook-timeout", "9",
+                                                "--force"])
+        #expect(sync.rollout.canary == 1 && sync.rollout.batchSize == 2 && sync.rollout.batchWait == 30)
+        #expect(sync.hooks.beforeSync == "check" && sync.hooks.afterSwitch == "tell" && sync.hooks.onFailure == "page" && sync.hooks.hookTimeout == 9)
+        #expect(sync.transfer.force)
+        let watch = try #require(try FrappeDeployer.parseAsRoot(["remote-worker", "watch", "a.test", "-s", "w", "--debounce", "1", "--poll", "3",
+                                                                 "--poll-only", "--retry-max", "60", "--canary", "1"]) as? RemoteWorker.Watch)
+        #expect(watch.debounce == 1 && watch.poll == 3 && watch.pollOnly && watch.retryMax == 60 && watch.rollout.canary == 1)
+        #expect(throws: (any Error).self) { try FrappeDeployer.parseAsRoot(["remote-worker", "watch", "a.test", "--retry-max", "1"]) }
+    }
+
     @Test("flags become the top layer of settings")
     func flagsToSettings() throws {
         let sync = try RemoteWorker.Sync.parse(["a.test", "-s", "h", "-u", "erp", "-p", "2200"])
@@ -110,7 +127,7 @@ struct CommandLineTests {
         #expect(settings.workers.map(\.workspacePath) == ["/home/erp/frappe/sites/a.test/workspace"])
         // No workspace exists here, so planning fails at the workspace, after settings were read.
         #expect(throws: WorkspaceError.benchesMissing(path: "/nonexistent/benches")) {
-            try sync.makePlans(environment: ["HOME": "/nonexistent", "FRAPPE_DEPLOYER_BENCHES_PATH": "/nonexistent/benches"])
+            try sync.transfer.makePlans(options: sync.options, environment: ["HOME": "/nonexistent", "FRAPPE_DEPLOYER_BENCHES_PATH": "/nonexistent/benches"]) { _ in }
         }
     }
 }

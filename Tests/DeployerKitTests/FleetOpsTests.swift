@@ -147,4 +147,35 @@ struct FleetOpsTests {
         #expect(read?.to == "r1" && read?.from == "r2" && read?.kept == true && read?.seconds == 4.3 && read?.noJobsSeconds == 0)
         #expect(HistoryEntry(line: "garbage") == nil)
     }
+
+    @Test("watch: a failing worker waits 5 s, doubling, never past --retry-max")
+    func retryWaits() {
+        #expect((1...8).map { ReleaseWatch.retryWait(failures: $0, max: 300) } == [5, 10, 20, 40, 80, 160, 300, 300])
+        #expect(ReleaseWatch.retryWait(failures: 1_000, max: 60) == 60)
+    }
+
+    @Test("watch: inotify reports the link being replaced (rename or remove and create), not other entries")
+    func linkEvents() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fd-watch-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory + "/release_1", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createSymbolicLink(atPath: directory + "/frappe-bench", withDestinationPath: "release_1")
+        let watcher = try #require(LinkWatcher.start(directory: directory, name: "frappe-bench"), "inotify works on this kernel")
+        defer { watcher.stop() }
+        func settle() async throws { try await Task.sleep(for: .milliseconds(700)) }
+        try FileManager.default.createDirectory(atPath: directory + "/release_2", withIntermediateDirectories: true)
+        try await settle()
+        #expect(watcher.count == 0, "another entry is not the link")
+        // FM's deploy: a new link renamed over the old one.
+        try FileManager.default.createSymbolicLink(atPath: directory + "/.frappe-bench.new", withDestinationPath: "release_2")
+        #expect(rename(directory + "/.frappe-bench.new", directory + "/frappe-bench") == 0)
+        try await settle()
+        let renamed = watcher.count
+        #expect(renamed >= 1)
+        // ln -sfn: removed, then created.
+        try FileManager.default.removeItem(atPath: directory + "/frappe-bench")
+        try FileManager.default.createSymbolicLink(atPath: directory + "/frappe-bench", withDestinationPath: "release_1")
+        try await settle()
+        #expect(watcher.count > renamed)
+    }
 }

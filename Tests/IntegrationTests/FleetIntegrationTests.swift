@@ -1,6 +1,7 @@
 import DeployerKit
 import DeployerTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// Several workers per site, dry-run, status and health checks against real testbed workers.
@@ -297,5 +298,52 @@ final class FleetIntegrationTests {
         let waiting = try #require(lines.firstIndex { $0.hasPrefix("[\(second.address)] waiting: the rest starts when canary is done and 2 s have passed") })
         let secondStarts = try #require(lines.firstIndex { $0.hasPrefix("[\(second.address)] connect") })
         #expect(canaryDone < waiting && waiting < secondStarts, "\(lines)")
+    }
+
+    @Test("watch: syncs at start, follows the link once it stays put (one sync for a burst of moves), retries a worker that is down, stops on SIGTERM", .timeLimit(.minutes(5)))
+    func watchFollowsTheLink() async throws {
+        final class Seen: Sendable {
+            let state = Mutex<(lines: [String], pid: pid_t)>(([], 0))
+            func withLock<T>(_ body: (inout (lines: [String], pid: pid_t)) -> T) -> T { state.withLock { body(&$0) } }
+        }
+        let seen = Seen()
+        func saw(_ text: String) -> Bool { seen.withLock { $0.lines.contains { $0.contains(text) } } }
+        func wait(for what: String, _ condition: () -> Bool) async throws {
+            let end = ContinuousClock.now + .seconds(90)
+            while !condition() {
+                guard ContinuousClock.now < end else { Issue.record("never saw \(what): \(seen.withLock { $0.lines })"); throw CancellationError() }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        let r1 = "release_20261120_101500", r2 = "release_20261121_090000", r3 = "release_20261122_080000"
+        let arguments = ["remote-worker", "watch", Self.site, "--ssh-config", sshConfig, "--benches-path", fixture.benchesPath,
+                         "--server", first.address, "--server", missing, "--debounce", "2", "--retry-max", "5"]
+        let watch = Task {
+            try await DeployerTool.run(arguments, onError: { line, pid in seen.withLock { $0.lines.append(line); $0.pid = pid } })
+        }
+        try await wait(for: "the first sync") { saw("[\(first.address)] \(r1) runs") }
+        #expect(saw("watch: following \(fixture.workspace)/frappe-bench (inotify)"), "\(seen.withLock { $0.lines })")
+        try await wait(for: "a retry of the missing worker") { saw("[\(missing)]") && saw("trying again in 5 s") }
+
+        // A deploy that moves the link twice in a row: one sync, to where it ends.
+        try fixture.addRelease(r2, seed: 21)
+        try fixture.addRelease(r3, seed: 22)
+        try fixture.activate(r2)
+        try await Task.sleep(for: .milliseconds(500))
+        try fixture.activate(r3)
+        try await wait(for: "the sync of \(r3)") { saw("[\(first.address)] \(r3) runs") }
+        #expect(liveRelease(first) == r3)
+        let history = try json(try await tool("history", [first.address], ["--json"]))
+        let entries = try #require(try workers(history).first?["entries"] as? [[String: Any]])
+        #expect(entries.compactMap { $0["to"] as? String } == [r1, r3], "\(r2) was never synced: the link did not stay on it")
+        // The worker that is down is still retried, never more often than every 5 s.
+        #expect(seen.withLock { $0.lines.filter { $0.hasPrefix("[\(missing)]") }.count } >= 2)
+
+        let stopAt = ContinuousClock.now
+        kill(seen.withLock { $0.pid }, SIGTERM)
+        let result = try await watch.value
+        #expect(ContinuousClock.now - stopAt < .seconds(15))
+        #expect(result.exitCode == 0, "\(result.standardError)")
+        #expect(result.standardError.last == "watch: stopped (SIGTERM)")
     }
 }

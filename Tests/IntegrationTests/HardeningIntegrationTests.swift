@@ -246,8 +246,10 @@ final class HardeningIntegrationTests {
             #expect(beat.release == Self.r1, "\(service) runs \(beat.release)")
         }
         #expect(try await small.runningServices(site: Self.site) == ["long-worker", "schedule", "short-worker"])
-        // With room again, the next sync completes.
-        let next = try await DeployerTool.run(arguments)
+        // The rolled-back release is marked bad on the worker: with room again, it needs --force.
+        let refusedAgain = try await DeployerTool.run(arguments)
+        #expect(refusedAgain.exitCode == 1 && refusedAgain.errors.first?.contains("marked bad") == true, "\(refusedAgain.standardError)")
+        let next = try await DeployerTool.run(arguments + ["--force"])
         #expect(next.exitCode == 0, "\(next.standardError)")
     }
 

@@ -92,11 +92,21 @@ final class InstallTests {
             """)
         #expect(completion.standardOutput.split(separator: "\n").contains("sync"), "\(completion.standardOutput) \(completion.standardErrorTail)")
 
-        // Removed cleanly: the binary, the man page and the completions go.
+        // The watch's systemd unit: installed, and its ExecStart a command line the binary takes
+        // (with the site's config missing it stops at that, exit 2, naming the file).
+        let unit = "/lib/systemd/system/frappe-deployer-watch@.service"
+        let text = try String(contentsOfFile: unit, encoding: .utf8)
+        let execStart = try #require(text.split(separator: "\n").first { $0.hasPrefix("ExecStart=") }.map { String($0.dropFirst("ExecStart=".count)) })
+        #expect(execStart.hasPrefix("\(binary) remote-worker watch %i "), "\(execStart)")
+        let started = try await Self.withoutToolchain(toolchain, execStart.replacingOccurrences(of: "%i", with: Self.site).split(separator: " ").map(String.init))
+        #expect(started.exitCode == 2, "\(started.standardErrorTail)")
+        #expect(started.standardErrorTail.joined().contains("/etc/frappe-deployer/\(Self.site).toml"), "\(started.standardErrorTail)")
+
+        // Removed cleanly: the binary, the man page, the completions and the unit go.
         let remove = try await Self.shell("DEBIAN_FRONTEND=noninteractive apt-get remove -y frappe-deployer 2>&1")
         #expect(remove.succeeded, "\(remove.standardOutput)")
         for path in [binary, "/usr/share/man/man1/frappe-deployer.1.gz", "/usr/share/bash-completion/completions/frappe-deployer",
-                     "/usr/share/zsh/vendor-completions/_frappe-deployer", "/usr/share/fish/vendor_completions.d/frappe-deployer.fish"] {
+                     "/usr/share/zsh/vendor-completions/_frappe-deployer", "/usr/share/fish/vendor_completions.d/frappe-deployer.fish", unit] {
             #expect(!FileManager.default.fileExists(atPath: path), "\(path) is left after removal")
         }
     }

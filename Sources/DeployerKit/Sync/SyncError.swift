@@ -77,7 +77,7 @@ public enum SyncError: Error, Equatable, LocalizedError {
                 + (waited > 0 ? " after waiting \(waited) s" : "")
                 + ": a handover runs at most two generations; sync again when it has drained (remote-worker status shows it), or pass --lock-wait SECONDS to wait"
         case .markedBad(let host, let release):
-            return "\(release) is marked bad on \(host): its last switch there failed its checks and was rolled back (remote-worker history shows why); "
+            return "\(release) is marked bad on \(host): its last switch there was rolled back automatically (remote-worker history shows why); "
                 + "deploy a fixed release, or pass --force to sync this one again"
         }
     }
