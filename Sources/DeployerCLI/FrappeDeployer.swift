@@ -20,7 +20,7 @@ public struct RemoteWorker: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "remote-worker",
         abstract: "Run a site's background workers and scheduler on separate worker servers.",
-        subcommands: [Sync.self, Rollback.self, Status.self, History.self, Watch.self, Enable.self]
+        subcommands: [Sync.self, Rollback.self, Status.self, History.self, Watch.self, Authorize.self, Enable.self]
     )
 
     public init() {}

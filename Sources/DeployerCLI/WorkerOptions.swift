@@ -31,6 +31,9 @@ struct WorkerOptions: ParsableArguments {
     @Flag(name: .customLong("accept-new-host-key"), help: "Trust the worker's host key if none is known yet (never a changed one).")
     var acceptNewHostKey = false
 
+    @Option(name: .customLong("restricted-key"), help: ArgumentHelp("Connect with this least-privilege key (see remote-worker authorize).", valueName: "path"))
+    var restrictedKey: String?
+
     @Option(name: .customLong("phase-timeout"), help: ArgumentHelp("Seconds a step on the worker may take before the tool gives up on it (services' stop waits are added where they stop or start). (default: 600)", valueName: "seconds"))
     var phaseTimeout: Int?
 
@@ -48,13 +51,14 @@ struct WorkerOptions: ParsableArguments {
         flags.servers = servers
         flags.worker = RemoteWorkerConfig(
             sshUser: sshUser, sshPort: sshPort, workspacePath: workspacePath, sshConfig: sshConfig,
-            sshOptions: sshOptions, phaseTimeout: phaseTimeout)
+            sshOptions: sshOptions, phaseTimeout: phaseTimeout, restrictedKey: restrictedKey)
         flags.acceptNewHostKey = acceptNewHostKey
         return flags
     }
 
     /// Layers flags (with `adjust` applied) over environment, file and defaults, and checks them.
-    func settings(environment: [String: String], adjust: (inout SyncOverrides) -> Void = { _ in }) throws -> SyncSettings {
+    /// `keysExist`: a `restricted_key` must name a readable file (not so for `authorize`, which makes it).
+    func settings(environment: [String: String], keysExist: Bool = true, adjust: (inout SyncOverrides) -> Void = { _ in }) throws -> SyncSettings {
         var flags = overrides
         adjust(&flags)
         let file = try SettingsResolver.configPath(flag: configPath, environment: environment).map { path throws(ConfigError) in
@@ -67,6 +71,10 @@ struct WorkerOptions: ParsableArguments {
         }
         if let config = settings.workers.first?.sshConfig, let problem = InputRules.sshConfigProblem(config) {
             throw ConfigError.invalidValue(source: "ssh_config", keyPath: "ssh_config", problem: problem)
+        }
+        for key in Set(settings.workers.compactMap(\.restrictedKey)) where keysExist && !FileManager.default.isReadableFile(atPath: key) {
+            throw ConfigError.invalidValue(source: "restricted_key", keyPath: "restricted_key",
+                                           problem: "\(key) is not a readable file: give the private key `remote-worker authorize` made")
         }
         return settings
     }

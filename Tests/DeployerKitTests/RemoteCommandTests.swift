@@ -177,4 +177,26 @@ struct RemoteCommandTests {
         #expect(RemoteError.hostKeyUnknown(host: "h", port: 2222).errorDescription?.contains("--accept-new-host-key") == true)
         #expect(RemoteError.hostKeyUnknown(host: "h", port: 2222).errorDescription?.contains("ssh-keyscan -p 2222 h") == true)
     }
+
+    @Test("a least-privilege key: offered alone, the script's arguments on standard input after its checksum, rsync without --protect-args and with root-relative paths for options")
+    func restrictedKey() throws {
+        var restricted = worker
+        restricted.restrictedKey = "/home/op/.ssh/frappe-deployer-a.test"
+        let endpoint = SSHEndpoint(worker: restricted, controlPath: "/tmp/x/m")
+        let options = SSHCommand.commonOptions(endpoint)
+        #expect(options.contains("-i") && options.contains("/home/op/.ssh/frappe-deployer-a.test") && options.contains("IdentitiesOnly=yes"))
+        let script = RemoteScript(name: "worker", text: "echo hi\n")
+        let command = SSHCommand.script(endpoint, script, ["history", restricted.workspacePath, "--limit=5"])
+        #expect(command.arguments.last == "frappe-deployer-worker")
+        #expect(command.standardInput == script.checksum + "\n" + "history\u{0}\(restricted.workspacePath)\u{0}--limit=5")
+        var transfer = RsyncTransfer(name: "release", sources: ["/b/release_2/"], destination: restricted.workspacePath + "/.fd-staging-x",
+                                     excludes: [], linkDest: restricted.workspacePath + "/release_1")
+        transfer.checksum = false
+        let arguments = RsyncCommand.arguments(transfer, endpoint: endpoint, shell: "ssh", output: .quiet)
+        #expect(!arguments.contains("--protect-args"))
+        #expect(arguments.contains("--link-dest=/release_1"))
+        #expect(arguments.last == "\(restricted.sshUser)@\(restricted.server):\(restricted.workspacePath)/.fd-staging-x")
+        let plain = RsyncCommand.arguments(transfer, endpoint: self.endpoint, shell: "ssh", output: .quiet)
+        #expect(plain.contains("--protect-args") && plain.contains("--link-dest=\(worker.workspacePath)/release_1"))
+    }
 }

@@ -183,6 +183,67 @@ struct WorkerScriptTests {
         #expect(try await run(["history", workspace, "--limit=x"]).exitCode == 2)
     }
 
+    @Test("cksum: the tool names its worker script as cksum on a worker does")
+    func scriptChecksum() async throws {
+        let script = try RemoteScript.worker()
+        let output = try await SubprocessRunner().run(Command("/bin/sh", ["-c", "cksum | cut -d ' ' -f 1,2"], standardInput: script.text))
+        #expect(output.standardOutput == script.checksum + "\n")
+        #expect(PosixChecksum.line(Array("".utf8)) == "4294967295 0")
+        #expect(PosixChecksum.line(Array("frappe\n".utf8)) != PosixChecksum.line(Array("frappf\n".utf8)))
+    }
+
+    @Test("authorize installs the script, a dispatcher and one entry per site; the dispatcher runs only that script, for that workspace")
+    func authorizeAndDispatch() async throws {
+        let script = try RemoteScript.worker()
+        let home = directory.path + "/home"
+        try FileManager.default.createDirectory(atPath: home + "/.ssh", withIntermediateDirectories: true)
+        try "ssh-ed25519 AAAAother operator@laptop\n".write(toFile: home + "/.ssh/authorized_keys", atomically: true, encoding: .utf8)
+        func stage(_ text: String) throws {
+            try FileManager.default.createDirectory(atPath: site + "/.fd-authorized.new", withIntermediateDirectories: true)
+            try text.write(toFile: site + "/.fd-authorized.new/worker.sh", atomically: true, encoding: .utf8)
+        }
+        let key = try #require(AuthorizedKey(publicKeyLine: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFz frappe-deployer a.test"))
+        let phase = WorkerPhase.authorize(site: "a.test", script: script.checksum, key: "\(key.type):\(key.base64)")
+        func authorize() async throws -> CommandOutput {
+            try await SubprocessRunner().run(Command("/usr/bin/env", ["HOME=\(home)", "/bin/sh", "-s", "--"] + phase.arguments(workspace: workspace),
+                                                     standardInput: script.text))
+        }
+        try stage(script.text + "# changed\n")
+        #expect(try await authorize().exitCode == 3, "a staged script that is not the one named is refused")
+        for _ in 0..<2 {
+            try stage(script.text)
+            let output = try await authorize()
+            #expect(output.exitCode == 0, "\(output.standardErrorTail)")
+            #expect(output.standardOutput.split(separator: "\n").contains("authorized_entry=" + key.entry(siteDirectory: site)[...]), "\(output.standardOutput)")
+        }
+        let keys = try String(contentsOfFile: home + "/.ssh/authorized_keys", encoding: .utf8)
+        #expect(keys == "ssh-ed25519 AAAAother operator@laptop\n" + key.entry(siteDirectory: site) + "\n", "one entry for the site, the others kept")
+        let dispatch = site + "/.frappe-deployer/authorized/dispatch"
+        #expect(try await SubprocessRunner().run(Command("shellcheck", ["-s", "sh", dispatch])).exitCode == 0)
+
+        func dispatched(_ command: String, _ input: String) async throws -> CommandOutput {
+            try await SubprocessRunner().run(Command("/usr/bin/env", ["SSH_ORIGINAL_COMMAND=\(command)", "/bin/sh", dispatch], standardInput: input))
+        }
+        func phaseInput(_ arguments: [String], claim: String = script.checksum) -> String { claim + "\n" + arguments.joined(separator: "\u{0}") }
+        let read = try await dispatched("frappe-deployer-worker", phaseInput(WorkerPhase.history(limit: 5).arguments(workspace: workspace)))
+        #expect(read.exitCode == 0 && read.standardOutput.contains("bad_releases="), "\(read.standardErrorTail)")
+        for (command, input, refusal) in [
+            ("id", "", "is refused"),
+            ("", "", "a login shell"),
+            ("sh -s -- history \(workspace)", script.text, "is refused"),
+            ("frappe-deployer-worker", phaseInput(["history", workspace], claim: "1 2"), "run remote-worker authorize --install again"),
+            ("frappe-deployer-worker", phaseInput(["history", directory.path + "/sites/b.test/workspace"]), "authorized for \(workspace) only"),
+            ("frappe-deployer-worker", phaseInput(["unstage", workspace, "--stage=\(directory.path)/elsewhere"]), "refuses the staging path"),
+            ("frappe-deployer-worker", phaseInput(["unstage", workspace, "--stage=\(workspace)/.fd-staging-x/../../.."]), "refuses the staging path"),
+            ("frappe-deployer-worker", phaseInput(["digest", workspace, "--release=../../b.test"]), "refuses the name"),
+            ("frappe-deployer-worker", phaseInput(phase.arguments(workspace: workspace)), "cannot authorize keys"),
+        ] {
+            let output = try await dispatched(command, input)
+            #expect(output.exitCode != 0, "\(command) was run")
+            #expect(output.standardErrorTail.joined().contains(refusal), "\(command): \(output.standardErrorTail)")
+        }
+    }
+
     @Test("digest: the same copy gives the same digest; a changed file changes it; excluded files and directory times do not")
     func digest() async throws {
         let release = workspace + "/release_1"

@@ -27,13 +27,15 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
     public var compress: String?
     /// The base of every remote phase's time limit, in seconds.
     public var phaseTimeout: Int?
+    /// The private key of a least-privilege key (`remote-worker authorize`).
+    public var restrictedKey: String?
 
     public init(
         server: String? = nil, sshUser: String? = nil, sshPort: Int? = nil, workspacePath: String? = nil,
         sshConfig: String? = nil, includeDirs: [String] = [], includeFiles: [String] = [],
         excludePatterns: [String] = [], sshOptions: [String] = [], strategy: String? = nil, keepReleases: Int? = nil,
         stopTimeout: Int? = nil, lockWait: Int? = nil, bandwidthLimit: Int? = nil, settle: Int? = nil, scheduler: Bool? = nil,
-        streams: Int? = nil, compress: String? = nil, phaseTimeout: Int? = nil
+        streams: Int? = nil, compress: String? = nil, phaseTimeout: Int? = nil, restrictedKey: String? = nil
     ) {
         self.server = server
         self.sshUser = sshUser
@@ -54,6 +56,7 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
         self.streams = streams
         self.compress = compress
         self.phaseTimeout = phaseTimeout
+        self.restrictedKey = restrictedKey
     }
 }
 
@@ -86,6 +89,7 @@ public struct ConfigFile: Sendable, Equatable {
         "server", "ssh_user", "ssh_port", "workspace_path", "ssh_config",
         "include_dirs", "include_files", "exclude_patterns", "ssh_options",
         "strategy", "keep_releases", "stop_timeout", "lock_wait", "bwlimit", "settle", "scheduler", "streams", "compress", "phase_timeout",
+        "restricted_key",
     ]
 
     public init(path: String, siteName: String? = nil, benchesPath: String? = nil, remoteWorkers: [RemoteWorkerConfig] = []) {
@@ -180,7 +184,8 @@ public struct ConfigFile: Sendable, Equatable {
             scheduler: try reader.bool("scheduler"),
             streams: try reader.int("streams"),
             compress: try reader.string("compress"),
-            phaseTimeout: try reader.int("phase_timeout")
+            phaseTimeout: try reader.int("phase_timeout"),
+            restrictedKey: try reader.string("restricted_key")
         )
     }
 

@@ -26,6 +26,7 @@ public enum SettingsResolver {
         ("FRAPPE_DEPLOYER_SETTLE", "remote_worker.settle"),
         ("FRAPPE_DEPLOYER_PHASE_TIMEOUT", "remote_worker.phase_timeout"),
         ("FRAPPE_DEPLOYER_COMPRESS", "remote_worker.compress"),
+        ("FRAPPE_DEPLOYER_RESTRICTED_KEY", "remote_worker.restricted_key"),
     ]
 
     /// The config file path named by the environment, if any (flags win over it).
@@ -64,7 +65,7 @@ public enum SettingsResolver {
             keepReleases: try integer("FRAPPE_DEPLOYER_KEEP_RELEASES"), stopTimeout: try integer("FRAPPE_DEPLOYER_STOP_TIMEOUT"),
             lockWait: try integer("FRAPPE_DEPLOYER_LOCK_WAIT"), bandwidthLimit: try integer("FRAPPE_DEPLOYER_BWLIMIT"),
             settle: try integer("FRAPPE_DEPLOYER_SETTLE"), compress: value("FRAPPE_DEPLOYER_COMPRESS"),
-            phaseTimeout: try integer("FRAPPE_DEPLOYER_PHASE_TIMEOUT"))
+            phaseTimeout: try integer("FRAPPE_DEPLOYER_PHASE_TIMEOUT"), restrictedKey: value("FRAPPE_DEPLOYER_RESTRICTED_KEY"))
         return (value("FRAPPE_DEPLOYER_SITE_NAME"), value("FRAPPE_DEPLOYER_BENCHES_PATH"), worker, warnings)
     }
 
@@ -223,6 +224,11 @@ public enum SettingsResolver {
                                 keyPath: "workspace_path", problem: "'\(workspace.escapedForMessage)': \(problem)")
         }
         let sshConfig = pick(\.sshConfig).map { expand($0, home: home) }
+        let restrictedKey = pick(\.restrictedKey).map { expand($0, home: home) }
+        if let key = restrictedKey, let problem = InputRules.remotePathProblem(key) {
+            throw .invalidValue(source: origin(\.restrictedKey, flag: "--restricted-key", variable: "FRAPPE_DEPLOYER_RESTRICTED_KEY", key: "restricted_key"),
+                                keyPath: "restricted_key", problem: "'\(key.escapedForMessage)': \(problem)")
+        }
 
         // Linear in the number of entries: the first of equal ones is kept, in order.
         var includeDirs = UniqueList<String>()
@@ -304,6 +310,7 @@ public enum SettingsResolver {
             }
         }
         worker.sshOptions = sshOptions.elements
+        worker.restrictedKey = restrictedKey
         return worker
     }
 
@@ -313,7 +320,7 @@ public enum SettingsResolver {
         return file
     }
 
-    static func expand(_ path: String, home: String) -> String {
+    public static func expand(_ path: String, home: String) -> String {
         if path == "~" { return home }
         if path.hasPrefix("~/") { return trimTrailingSlash(home) + path.dropFirst() }
         return path

@@ -55,6 +55,9 @@ public struct WorkerSettings: Sendable, Equatable {
     public var excludePatterns: [String]
     /// Extra `ssh -o` options (placed first, so they win over ssh_config files).
     public var sshOptions: [String] = []
+    /// The private key of a least-privilege key installed by `remote-worker authorize`: when set,
+    /// the tool connects with it and speaks to the worker's dispatcher.
+    public var restrictedKey: String?
     public var strategy: SyncStrategy = .staged
     /// Releases kept on the worker after a successful switch (the live and previous always are).
     public var keepReleases = 3

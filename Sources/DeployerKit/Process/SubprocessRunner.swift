@@ -1,4 +1,5 @@
 import Subprocess
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,9 +21,10 @@ public struct SubprocessRunner: CommandRunning {
         // at a safe point, instead of killing ssh in the middle of a switch.
         options.processGroupID = 0
         do {
+            let input = try Self.inputFile(command.standardInput ?? "")
             let result = try await Subprocess.run(
                 executable, arguments: Arguments(command.arguments), platformOptions: options,
-                input: .string(command.standardInput ?? ""), output: .sequence, error: .sequence
+                input: .fileDescriptor(input, closeAfterSpawningProcess: true), output: .sequence, error: .sequence
             ) { execution in
                 async let errorTail: [String] = {
                     var tail: [String] = []
@@ -44,6 +46,27 @@ public struct SubprocessRunner: CommandRunning {
         } catch let error as SubprocessError {
             throw CommandLaunchError(command: command.executable, reason: String(describing: error))
         }
+    }
+}
+
+extension SubprocessRunner {
+    /// Standard input as an unlinked temporary file, read by the child at its own pace: a child
+    /// that exits without reading it all (ssh failing to connect, a refusal) can never leave the
+    /// tool writing into a closed pipe (SIGPIPE) or blocked on a full one.
+    static func inputFile(_ text: String) throws -> FileDescriptor {
+        var template = Array("/tmp/fd-input-XXXXXX".utf8CString)
+        let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard descriptor >= 0 else { throw CommandLaunchError(command: "mkstemp", reason: String(cString: strerror(errno))) }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        let file = FileDescriptor(rawValue: descriptor)
+        do {
+            _ = try file.writeAll(Array(text.utf8))
+            _ = try file.seek(offset: 0, from: .start)
+        } catch {
+            try? file.close()
+            throw CommandLaunchError(command: "standard input", reason: "cannot be written to /tmp: \(error)")
+        }
+        return file
     }
 }
 

@@ -18,6 +18,10 @@ public struct RemoteScript: Sendable, Equatable {
         }
         return RemoteScript(name: "worker", text: text)
     }
+
+    /// The script as `cksum` names it on a worker ("CRC SIZE"): what a least-privilege key's
+    /// dispatcher compares with the copy it was authorized with.
+    public var checksum: String { PosixChecksum.line(Array(text.utf8)) }
 }
 
 /// What the build recorded about itself.

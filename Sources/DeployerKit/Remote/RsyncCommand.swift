@@ -67,9 +67,13 @@ public enum RsyncCommand {
             + (transfer.checksumChoice.map { ["--checksum-choice=\($0)"] } ?? [])
             + (transfer.times ? [] : ["--no-times"])
             + (checksum && transfer.checksum ? ["--checksum"] : [])
-            + ["--delete", "--protect-args", "--stats", "-e", shell]
+            + ["--delete"]
+            // rrsync (a least-privilege key) refuses --protect-args: it checks every argument
+            // itself, and there is no shell behind it.
+            + (endpoint.restrictedKey == nil ? ["--protect-args"] : [])
+            + ["--stats", "-e", shell]
         if transfer.relative { arguments.append("--relative") }
-        if let base = transfer.linkDest { arguments.append("--link-dest=\(base)") }
+        if let base = transfer.linkDest { arguments.append("--link-dest=\(restrictedPath(base, endpoint))") }
         if let limit = transfer.bandwidthLimit { arguments.append("--bwlimit=\(limit)") }
         if let ioTimeout { arguments.append("--timeout=\(ioTimeout)") }
         switch output {
@@ -84,6 +88,13 @@ public enum RsyncCommand {
         arguments += transfer.sources
         arguments.append("\(endpoint.user)@\(rsyncHost(endpoint.host)):\(transfer.destination)")
         return arguments
+    }
+
+    /// An option's path as rrsync takes it: from the root of the workspace it confines to
+    /// (`/release_1`); unchanged without a least-privilege key.
+    static func restrictedPath(_ path: String, _ endpoint: SSHEndpoint) -> String {
+        guard endpoint.restrictedKey != nil, path.hasPrefix(endpoint.workspace + "/") else { return path }
+        return String(path.dropFirst(endpoint.workspace.count))
     }
 
     /// rsync needs brackets around an IPv6 literal before the `:path` part.

@@ -10,6 +10,11 @@ public struct SSHEndpoint: Sendable, Equatable {
     public var controlPath: String
     /// Extra `-o` options from the operator.
     public var options: [String]
+    /// A least-privilege key (`restricted_key`): offered first, and the worker only runs the tool's
+    /// dispatcher for it (`remote-worker authorize`), so commands take its form.
+    public var restrictedKey: String?
+    /// The workspace the restricted key is confined to (rrsync's root there).
+    public var workspace: String
 
     public init(worker: WorkerSettings, controlPath: String) {
         self.host = worker.server
@@ -19,6 +24,8 @@ public struct SSHEndpoint: Sendable, Equatable {
         self.acceptNewHostKey = worker.acceptNewHostKey
         self.controlPath = controlPath
         self.options = worker.sshOptions
+        self.restrictedKey = worker.restrictedKey
+        self.workspace = worker.workspacePath
     }
 
     public var destination: String { "\(user)@\(host)" }
@@ -33,6 +40,7 @@ public enum SSHCommand {
         if let config = endpoint.configFile { options += ["-F", config] }
         // The operator's own options come first: for ssh the first value given wins.
         options += endpoint.options.flatMap { ["-o", $0] }
+        if let key = endpoint.restrictedKey { options += ["-i", key, "-o", "IdentitiesOnly=yes"] }
         options += [
             "-p", String(endpoint.port),
             "-o", "BatchMode=yes",
@@ -71,9 +79,19 @@ public enum SSHCommand {
     }
 
     /// Runs a shipped script on the worker: `sh -s -- ARGS` with the script on standard input.
+    /// Through a least-privilege key the worker runs its authorized copy instead: the command is
+    /// `frappe-deployer-worker`, and standard input names the script by its checksum, then gives
+    /// the arguments NUL-separated (the dispatcher never parses a command line).
     public static func script(_ endpoint: SSHEndpoint, _ script: RemoteScript, _ arguments: [String]) -> Command {
-        remote(endpoint, ["sh", "-s", "--"] + arguments, standardInput: script.text)
+        if endpoint.restrictedKey != nil {
+            return remote(endpoint, [restrictedCommand], standardInput: script.checksum + "\n" + arguments.joined(separator: "\u{0}"))
+        }
+        return remote(endpoint, ["sh", "-s", "--"] + arguments, standardInput: script.text)
     }
+
+    /// The one command a least-privilege key's dispatcher runs besides rsync.
+    public static let restrictedCommand = "frappe-deployer-worker"
+
 
     /// Asks whether the master is running.
     public static func checkMaster(_ endpoint: SSHEndpoint) -> Command {

@@ -10,6 +10,10 @@ public enum WorkerPhase: Sendable, Equatable {
     case unlock(token: String, history: HistoryEntry?, record: [String])
     /// The last `limit` entries of the site's history and the releases marked bad (read-only).
     case history(limit: Int)
+    /// Installs a least-privilege key for the site: the worker script staged beside the state
+    /// (its checksum `script`), the dispatcher, and the authorized_keys entry for `key`
+    /// (`TYPE:BASE64`).
+    case authorize(site: String, script: String, key: String)
     /// Read-only facts for `remote-worker status` (the live copy's digest with these excludes).
     case status(site: String, digestExcludes: [String])
     /// The digest of a release's files and links on the worker.
@@ -39,6 +43,7 @@ public enum WorkerPhase: Sendable, Equatable {
         case .preflight: "preflight"
         case .unlock: "unlock"
         case .history: "history"
+        case .authorize: "authorize"
         case .status: "status"
         case .digest: "digest"
         case .stagePrepare: "stage-prepare"
@@ -67,6 +72,8 @@ public enum WorkerPhase: Sendable, Equatable {
             list = record
         case .history(let limit):
             options = [("limit", String(limit))]
+        case .authorize(let site, let script, let key):
+            options = [("site", site), ("script", script), ("key", key)]
         case .status(let site, let excludes):
             options = [("site", site)]
             list = excludes

@@ -19,6 +19,11 @@
 #       the site's history, and with KEY=VALUE lines records them as the last sync.
 #   history WORKSPACE [--limit=N]
 #       read-only: the last N entries of the history (entry_1= oldest) and bad_releases=.
+#   authorize WORKSPACE --site=S --script=CKSUM --key=TYPE:BASE64
+#       installs the least-privilege key for the site: the worker script staged in
+#       SITE_DIR/.fd-authorized.new (its `cksum` must be CKSUM) with a dispatcher beside it in
+#       STATE/authorized, and one authorized_keys entry restrict,command="... dispatch" for the
+#       key (replacing this site's earlier one); prints authorized_entry= and rrsync=.
 #   status WORKSPACE --site=S [-- EXCLUDE...]
 #       read-only facts for `remote-worker status`: releases, each service's state, the lock's
 #       holder, the last sync, and the live copy's digest when it is the verified one.
@@ -97,6 +102,22 @@ while [ $# -gt 0 ]; do
 done
 site_dir=$(dirname -- "$workspace")
 state="$site_dir/.frappe-deployer"
+# Run through a least-privilege key (see authorize): the dispatcher names the one workspace this
+# key may touch, and every name and path given must stay inside it.
+if [ -n "${FD_AUTHORIZED_WORKSPACE:-}" ]; then
+    [ "$workspace" = "$FD_AUTHORIZED_WORKSPACE" ] || fail 2 "this key is authorized for $FD_AUTHORIZED_WORKSPACE only, not $workspace"
+    for az_name in "${opt_site:-}" "${opt_release:-}" "${opt_project:-}"; do
+        case $az_name in
+            */* | . | ..) fail 2 "this key refuses the name $az_name (names are single path components)" ;;
+        esac
+    done
+    case ${opt_stage:-$workspace/.fd-staging-} in
+        "$workspace"/.fd-staging-*/* | *..*) fail 2 "this key refuses the staging path $opt_stage" ;;
+        "$workspace"/.fd-staging-*) ;;
+        *) fail 2 "this key refuses the staging path $opt_stage (it must be in $workspace)" ;;
+    esac
+    [ "$phase" != authorize ] || fail 2 "a least-privilege key cannot authorize keys: use a full-access key"
+fi
 base_files="-f docker-compose.yml"
 all_files="-f docker-compose.yml -f docker-compose.workers.yml"
 worker_files="-f docker-compose.workers.yml"
@@ -397,6 +418,78 @@ show_history() {
     case $sh_limit in '' | *[!0-9]*) fail 2 "history needs --limit=N (a number)" ;; esac
     cat "$state/history.1" "$state/history" 2>/dev/null | tail -n "$sh_limit" | awk '{ printf "entry_%d=%s\n", NR, $0 }'
     printf 'bad_releases=%s\n' "$(bad_releases)"
+}
+
+# --- authorize: a least-privilege key for this site --------------------------------------------
+
+# The dispatcher: the forced command of the key (authorized_keys command=). It runs only the worker
+# script installed beside it, for this site's workspace (the client names the script it expects by
+# its cksum on the first line of standard input; the phase's arguments follow, NUL-separated), and
+# rsync confined to the workspace by rrsync; anything else is refused.
+write_dispatch() {
+    cat <<DISPATCH
+#!/bin/sh
+# frappe-deployer: the forced command of a least-privilege key for $site_dir, written by
+# \`frappe-deployer remote-worker authorize --install\`. It runs only the worker script beside it,
+# for this workspace, and rsync confined to the workspace by rrsync; anything else is refused.
+set -eu
+here='$state/authorized'
+workspace='$workspace'
+refuse() { printf 'error: %s\\n' "\$*" >&2; exit 126; }
+case \${SSH_ORIGINAL_COMMAND:-} in
+    'rsync --server '*)
+        exec '$1' -absolute -no-lock "\$workspace" ;;
+    frappe-deployer-worker)
+        IFS= read -r claim || refuse "no worker script named on standard input"
+        have=\$(cksum < "\$here/worker.sh" | cut -d ' ' -f 1,2)
+        [ "\$claim" = "\$have" ] || refuse "the worker script authorized on this worker (cksum \$have) is not this frappe-deployer's (\$claim): run remote-worker authorize --install again with a full-access key"
+        FD_AUTHORIZED_WORKSPACE=\$workspace
+        export FD_AUTHORIZED_WORKSPACE
+        exec xargs -0 -x sh "\$here/worker.sh" ;;
+    *)
+        refuse "this key only runs frappe-deployer for \$workspace: '\${SSH_ORIGINAL_COMMAND:-a login shell}' is refused" ;;
+esac
+DISPATCH
+}
+
+authorize() {
+    az_site=$(required site)
+    az_script=$(required script)
+    az_key=$(required key)
+    # The entry's command= and the dispatcher quote these paths with nothing but single quotes.
+    case $site_dir in *[!A-Za-z0-9_./@+-]*) fail 3 "$site_dir holds characters a forced command cannot carry safely" ;; esac
+    az_type=${az_key%%:*}
+    az_base64=${az_key#*:}
+    case $az_type in '' | *[!a-z0-9@.-]*) fail 2 "bad key type: $az_type" ;; esac
+    case $az_base64 in '' | *[!A-Za-z0-9+/=]*) fail 2 "the key is not base64" ;; esac
+    az_rrsync=$(command -v rrsync 2>/dev/null) || fail 3 "rrsync is not installed on the worker: install rsync 3.2.4 or later and python3 (Debian's rsync ships rrsync)"
+    "$az_rrsync" -help 2>&1 | grep -q -- '-absolute' || fail 3 "$az_rrsync does not know -absolute (rsync 3.4 or later): upgrade rsync on the worker"
+    az_new="$site_dir/.fd-authorized.new"
+    [ -f "$az_new/worker.sh" ] || fail 2 "authorize needs the worker script in $az_new"
+    [ "$(cksum < "$az_new/worker.sh" | cut -d ' ' -f 1,2)" = "$az_script" ] \
+        || fail 3 "the worker script staged in $az_new is not the one sent (cksum differs): try again"
+    mkdir -p "$state" || fail 3 "$(write_problem "$site_dir"): $state could not be created"
+    write_dispatch "$az_rrsync" > "$az_new/dispatch" || fail 3 "$(write_problem "$site_dir"): the dispatcher could not be written"
+    chmod 0755 "$az_new"
+    chmod 0644 "$az_new/worker.sh" "$az_new/dispatch"
+    rm -rf "$state/authorized.old"
+    [ ! -d "$state/authorized" ] || mv "$state/authorized" "$state/authorized.old"
+    mv "$az_new" "$state/authorized"
+    rm -rf "$state/authorized.old"
+    # The entry: this site's earlier one (by its comment) replaced, every other line kept.
+    az_marker="frappe-deployer:$site_dir"
+    az_entry="restrict,command=\"/bin/sh $state/authorized/dispatch\" $az_type $az_base64 $az_marker"
+    az_ssh="$HOME/.ssh"
+    mkdir -p "$az_ssh" && chmod 0700 "$az_ssh"
+    az_keys="$az_ssh/authorized_keys"
+    if ! { { [ ! -f "$az_keys" ] || grep -v -F " $az_marker" "$az_keys" || true; } && printf '%s\n' "$az_entry"; } > "$az_keys.fd-new" \
+        || ! chmod 0600 "$az_keys.fd-new" || ! mv -f "$az_keys.fd-new" "$az_keys"; then
+        rm -f "$az_keys.fd-new"
+        fail 3 "$(write_problem "$az_ssh"): $az_keys could not be written"
+    fi
+    printf 'authorized_entry=%s\n' "$az_entry"
+    printf 'rrsync=%s\n' "$az_rrsync"
+    printf 'site=%s\n' "$az_site"
 }
 
 status() {
@@ -1341,6 +1434,7 @@ case $phase in
     lock) lock ;;
     unlock) unlock "$@" ;;
     history) show_history ;;
+    authorize) authorize ;;
     status) status "$@" ;;
     digest) digest "$@" ;;
     stage-prepare) stage_prepare ;;
