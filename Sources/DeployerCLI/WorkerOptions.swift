@@ -120,9 +120,9 @@ struct RolloutOptions: ParsableArguments {
     var batchWait: Int?
 
     func apply(to flags: inout SyncOverrides) {
-        flags.canary = canary
-        flags.batchSize = batchSize
-        flags.batchWait = batchWait
+        flags.rollout.canary = canary
+        flags.rollout.batchSize = batchSize
+        flags.rollout.batchWait = batchWait
     }
 }
 
@@ -144,10 +144,10 @@ struct HookOptions: ParsableArguments {
     var noHooks = false
 
     func apply(to flags: inout SyncOverrides) {
-        flags.beforeSync = beforeSync
-        flags.afterSwitch = afterSwitch
-        flags.onFailure = onFailure
-        flags.hookTimeout = hookTimeout
+        flags.rollout.beforeSync = beforeSync
+        flags.rollout.afterSwitch = afterSwitch
+        flags.rollout.onFailure = onFailure
+        flags.rollout.hookTimeout = hookTimeout
         flags.noHooks = noHooks
     }
 }
@@ -195,7 +195,9 @@ extension WorkerOptions {
         let reporter = output.reporter(hosts: settings.workers.map(\.server), verbose: verbose)
         let runner = SyncRunner(runner: SubprocessRunner(), reporter: reporter, verbose: verbose, interrupt: interrupt, hooks: settings.hooks)
         let outcomes = await FleetRunner(parallel: settings.parallel, failFast: settings.failFast, rollout: settings.rollout)
-            .run(settings.workers, interrupt: interrupt, reporter: reporter) { index in try await operation(runner, inputs[index]) }
+            .run(settings.workers, interrupt: interrupt, reporter: reporter, canaryCheck: { [settings] index, report in
+                await runner.canaryCheck(site: settings.siteName, worker: settings.workers[index], services: report.runningServices)
+            }) { index in try await operation(runner, inputs[index]) }
         reporter.finish()
         let code = Diagnostics.finish(command: command, site: settings.siteName, outcomes: outcomes, output: output, verbose: verbose)
         if code != 0 { throw ExitCode(code) }

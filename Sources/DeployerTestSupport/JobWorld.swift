@@ -22,7 +22,8 @@ public enum JobWorld {
     static var script: String { PackagePaths.root + "/scripts/jobs/jobworld.py" }
 
     /// Writes the job world into release directory `release` named `name`.
-    static func install(release: String, name: String, site: String, brokenService: String?) throws {
+    /// `deafService` runs but never listens on the queue (it stays up and takes no job).
+    static func install(release: String, name: String, site: String, brokenService: String?, deafService: String? = nil) throws {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw FixtureError("the job world's virtualenv \(environmentTemplate) is missing: run scripts/testbed.sh install")
         }
@@ -37,6 +38,7 @@ public enum JobWorld {
         try Data("# Imported first at a job's end: names the release whose files the job read then.\nRELEASE = \"\(name)\"\n".utf8)
             .write(to: URL(fileURLWithPath: app + "/fdtb_jobs/finish.py"))
         if let brokenService { try Data(brokenService.utf8).write(to: URL(fileURLWithPath: app + "/broken")) }
+        if let deafService { try Data(deafService.utf8).write(to: URL(fileURLWithPath: app + "/deaf")) }
         // Installed into the virtualenv the way bench installs apps: a path under the bench
         // directory the container sees (so an unpinned worker reads through frappe-bench).
         let lib = release + "/env/lib"

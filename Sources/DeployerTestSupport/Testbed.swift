@@ -78,6 +78,23 @@ public final class TestbedWorker: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// Writes one ssh_config (and its known_hosts beside it) at `path` that reaches every worker of
+    /// `workers`, each with its own client key and pinned host key: a fleet in one config.
+    public static func sharedSSHConfig(_ workers: [TestbedWorker], at path: String) throws {
+        let known = path + ".known_hosts"
+        try workers.map { try String(contentsOfFile: $0.knownHosts, encoding: .utf8) }.joined()
+            .write(toFile: known, atomically: true, encoding: .utf8)
+        let hosts = workers.map { "Host \($0.address)\n    IdentityFile \($0.directory)/client_key\n" }.joined()
+        try (hosts + """
+            Host *
+                IdentitiesOnly yes
+                UserKnownHostsFile \(known)
+                GlobalKnownHostsFile /dev/null
+                ConnectTimeout 5
+
+            """).write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
     /// Lets this host and `other` reach each other (routed through the machine's side of their links).
     public func route(to other: TestbedWorker) async throws {
         try await Self.testbed(["route", name, other.name])

@@ -104,10 +104,10 @@ public struct WorkspaceFixture: Sendable {
     /// workers crash on start would. `jobs` makes it a release of the job world (`JobWorld`): a real
     /// virtualenv in `env/` with RQ, and the job app in `apps/fdtb_jobs`.
     public func addRelease(_ name: String, profile: FixtureProfile = .small, seed: UInt64,
-                           incompressibleMiB: Int = 0, brokenService: String? = nil, jobs: Bool = false) throws {
+                           incompressibleMiB: Int = 0, brokenService: String? = nil, jobs: Bool = false, deafService: String? = nil) throws {
         let release = "\(workspace)/\(name)"
         try mkdir(release)
-        if jobs { try JobWorld.install(release: release, name: name, site: site, brokenService: brokenService) }
+        if jobs { try JobWorld.install(release: release, name: name, site: site, brokenService: brokenService, deafService: deafService) }
         // The service script the testbed's compose services run, naming its own release.
         try write("\(release)/apps/frappe/fdtb-service.sh", serviceScript(release: name, broken: brokenService), mode: 0o755)
         if incompressibleMiB > 0 {

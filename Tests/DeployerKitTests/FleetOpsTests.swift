@@ -87,17 +87,17 @@ struct FleetOpsTests {
         #expect(settings.rollout == Rollout(canary: 1, batchSize: 2, batchWait: 30))
         #expect(settings.hooks == Hooks(beforeSync: "curl -fsS https://ci.example/green", onFailure: "notify $FD_WORKER", timeout: 60))
         var flags = SyncOverrides()
-        flags.afterSwitch = "echo done"
-        flags.batchWait = 0
+        flags.rollout.afterSwitch = "echo done"
+        flags.rollout.batchWait = 0
         settings = try resolve(flags, file: file)
         #expect(settings.hooks.afterSwitch == "echo done" && settings.hooks.beforeSync != nil && settings.rollout.batchWait == 0)
         flags.noHooks = true
         #expect(try resolve(flags, file: file).hooks == Hooks())
         var tooMany = SyncOverrides()
-        tooMany.canary = 3
+        tooMany.rollout.canary = 3
         #expect { try resolve(tooMany, file: file) } throws: { ($0 as? ConfigError)?.errorDescription?.contains("canary") == true }
         var empty = SyncOverrides()
-        empty.beforeSync = " "
+        empty.rollout.beforeSync = " "
         #expect { try resolve(empty, file: file) } throws: { ($0 as? ConfigError)?.errorDescription?.contains("option --before-sync") == true }
         #expect(throws: ConfigError.self) { try ConfigFile.parse("[hooks]\nbefore = \"x\"\n", path: "f.toml") }
         #expect(throws: ConfigError.self) { try ConfigFile.parse("hooks = \"x\"\n", path: "f.toml") }
@@ -177,5 +177,55 @@ struct FleetOpsTests {
         try FileManager.default.createSymbolicLink(atPath: directory + "/frappe-bench", withDestinationPath: "release_1")
         try await settle()
         #expect(watcher.count > renamed)
+    }
+
+    @Test("canary job check: every worker service needs an RQ worker listening; jobs that all failed fail it; no RQ is said, not failed")
+    func canaryVerdict() {
+        let facts = WorkerFacts("rq_1=short-worker idle short.r2.ab12 3 0\nrq_2=long-worker busy long.r2.cd34 1 1\nrq=yes\n")
+        let answer = JobsAnswer(facts)
+        #expect(answer.workers?.map(\.service) == ["short-worker", "long-worker"])
+        let services = ["long-worker", "schedule", "short-worker"]
+        let good = CanaryCheck.verdict(answer, services: services)
+        #expect(good.problem == nil)
+        #expect(good.note == "2 RQ workers listening on the site's queue; 4 jobs done, 1 failed since the switch")
+        let deaf = CanaryCheck.verdict(JobsAnswer(workers: [RQWorker(service: "short-worker", state: "idle", name: "s", successful: 0, failed: 0)]), services: services)
+        #expect(deaf.problem == "long-worker of the new release has no RQ worker listening on the site's queue")
+        let failing = CanaryCheck.verdict(JobsAnswer(workers: [
+            RQWorker(service: "short-worker", state: "idle", name: "s", successful: 0, failed: 2),
+            RQWorker(service: "long-worker", state: "idle", name: "l", successful: 0, failed: 1),
+        ]), services: services)
+        #expect(failing.problem == "every job the new release ran failed (3)")
+        // Containers sharing a host name (host networking): the workers count without names.
+        let shared = [RQWorker(service: "?", state: "idle", name: "a", successful: 1, failed: 0)]
+        #expect(CanaryCheck.verdict(JobsAnswer(workers: shared), services: services).problem
+                == "only 1 RQ worker of the new release listens on the site's queue for its 2 worker services (long-worker, short-worker)")
+        #expect(CanaryCheck.verdict(JobsAnswer(workers: shared + shared), services: services).problem == nil)
+        let none = CanaryCheck.verdict(JobsAnswer(WorkerFacts("rq=none\n")), services: services)
+        #expect(none.problem == nil && none.note.hasPrefix("jobs not checked"))
+    }
+
+    @Test("a canary whose job check fails starts no other worker; a passing one lets the rest go after batch_wait")
+    func canaryCheckGates() async {
+        let workers = Self.workers(3)
+        for failing in [true, false] {
+            let started = Mutex<[Int]>([])
+            let outcomes = await FleetRunner(parallel: 3, failFast: false, rollout: Rollout(canary: 1)).run(workers, canaryCheck: { index, _ in
+                #expect(index == 0, "only canaries are checked")
+                return (failing ? "short-worker of the new release has no RQ worker listening on the site's queue" : nil, "1 RQ worker listening")
+            }) { index in
+                started.withLock { $0.append(index) }
+                return Self.report(workers[index].server)
+            }
+            if failing {
+                #expect(started.withLock { $0 } == [0])
+                #expect(outcomes[0].problem?.hasPrefix("canary w1 runs release_2, but short-worker of the new release has no RQ worker") == true, "\(outcomes[0].problem ?? "")")
+                #expect(outcomes[0].runsNow == "failed; runs release_2")
+                #expect(outcomes[1].problem == "not started: the canary check failed on w1, so no later worker started")
+                #expect(FleetRunner.exitCode(outcomes) == 1)
+            } else {
+                #expect(started.withLock { $0 }.sorted() == [0, 1, 2])
+                #expect(outcomes.allSatisfy(\.succeeded) && outcomes[0].report?.canaryCheck == "1 RQ worker listening")
+            }
+        }
     }
 }

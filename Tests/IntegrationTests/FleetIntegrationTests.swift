@@ -30,22 +30,7 @@ final class FleetIntegrationTests {
         try await second.addSite(Self.site)
         missing = "10.213.\(index + 2).2"
         // One ssh_config that reaches both (their keys and host keys differ).
-        let config = directory.path + "/ssh_config"
-        let known = directory.path + "/known_hosts"
-        let keys = try String(contentsOfFile: first.knownHosts, encoding: .utf8) + String(contentsOfFile: second.knownHosts, encoding: .utf8)
-        try keys.write(toFile: known, atomically: true, encoding: .utf8)
-        try """
-            Host \(first.address)
-                IdentityFile \(first.sshConfig.replacingOccurrences(of: "ssh_config", with: "client_key"))
-            Host \(second.address)
-                IdentityFile \(second.sshConfig.replacingOccurrences(of: "ssh_config", with: "client_key"))
-            Host *
-                IdentitiesOnly yes
-                UserKnownHostsFile \(known)
-                GlobalKnownHostsFile /dev/null
-                ConnectTimeout 5
-
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        try TestbedWorker.sharedSSHConfig([first, second], at: directory.path + "/ssh_config")
     }
 
     deinit {

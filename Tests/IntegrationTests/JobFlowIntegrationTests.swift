@@ -237,4 +237,38 @@ final class JobFlowIntegrationTests {
         let long = try #require(account.longJobs.first)
         #expect(long.release == Self.r2 && long.endRelease == Self.r2, "the long job ran \(Self.r2)'s code to its end: \(long)")
     }
+
+    @Test("--canary with real RQ workers: the canary's new workers must listen on the queue; one that runs but listens on none stops the rest", .timeLimit(.minutes(6)))
+    func canaryJobCheck() async throws {
+        let second = try await TestbedWorker.up("jw\(index + 50)", index: index + 50)
+        defer { second.down() }
+        try await second.addSite(Self.site, jobs: true)
+        let config = directory.path + "/fleet_ssh_config"
+        try TestbedWorker.sharedSSHConfig([worker, second], at: config)
+        func fleet(_ extra: [String]) async throws -> ToolResult {
+            try await DeployerTool.run(["remote-worker", "sync", Self.site, "--server", worker.address, "--server", second.address,
+                                        "--ssh-config", config, "--benches-path", fixture.benchesPath, "--canary", "1"] + extra)
+        }
+        let load = try LoadDriver(redis: redis)
+        let first = try await fleet(["--batch-wait", "3"])
+        expectSuccess(first)
+        let note = first.standardError.first { $0.hasPrefix("[\(worker.address)] canary check: ") } ?? ""
+        #expect(note.contains("2 RQ workers listening on the site's queue"), "\(first.standardError)")
+        #expect(first.standardOutput.contains("canary check: 2 RQ workers listening"), "\(first.standardOutput)")
+        let account = try await load.finish()
+        expectNoJobLost(account)
+
+        // A release whose long-worker runs but listens on no queue passes the switch's own checks
+        // (it stays up); the canary's job check catches it and the second worker is not touched.
+        try fixture.addRelease(Self.r2, seed: 2, jobs: true, deafService: "long-worker")
+        try fixture.activate(Self.r2)
+        let deaf = try await fleet([])
+        #expect(deaf.exitCode == 1)
+        let error = deaf.errors.first ?? ""
+        // (The testbed's containers share the host's network, so its workers are counted, not named.)
+        #expect(error.contains("canary \(worker.address) runs \(Self.r2), but only 1 RQ worker of the new release listens on the site's queue for its 2 worker services"),
+                "\(deaf.standardError)")
+        #expect(deaf.standardOutput.contains("not started (the canary check failed on \(worker.address)"), "\(deaf.standardOutput)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: second.onHost(second.workspace(Self.site)) + "/frappe-bench") == Self.r1)
+    }
 }

@@ -72,16 +72,8 @@ public struct ConfigFile: Sendable, Equatable {
     public var parallel: Int?
     /// Stop starting workers after the first failure.
     public var failFast: Bool?
-    /// Workers that sync first and must succeed before the others start.
-    public var canary: Int?
-    /// Workers per batch after the canaries, and seconds between batches.
-    public var batchSize: Int?
-    public var batchWait: Int?
-    /// `[hooks]`: before_sync, after_switch, on_failure and timeout.
-    public var beforeSync: String?
-    public var afterSwitch: String?
-    public var onFailure: String?
-    public var hookTimeout: Int?
+    /// `canary`, `batch_size`, `batch_wait` and `[hooks]` (before_sync, after_switch, on_failure, timeout).
+    public var rollout = RolloutLayer()
 
     static let topLevelKeys = ["site_name", "benches_path", "remote_worker", "parallel", "fail_fast", "canary", "batch_size", "batch_wait", "hooks"]
     static let hookKeys = ["before_sync", "after_switch", "on_failure", "timeout"]
@@ -132,19 +124,19 @@ public struct ConfigFile: Sendable, Equatable {
         file.benchesPath = try reader.string("benches_path")
         file.parallel = try reader.int("parallel")
         file.failFast = try reader.bool("fail_fast")
-        file.canary = try reader.int("canary")
-        file.batchSize = try reader.int("batch_size")
-        file.batchWait = try reader.int("batch_wait")
+        file.rollout.canary = try reader.int("canary")
+        file.rollout.batchSize = try reader.int("batch_size")
+        file.rollout.batchWait = try reader.int("batch_wait")
         if let value = table["hooks"] {
             guard let hooksTable = value.table else {
                 throw .wrongType(source: path, keyPath: "hooks", expected: "a table ([hooks])", found: describe(value.type))
             }
             let hooks = TableReader(source: path, prefix: "hooks.", table: hooksTable)
             try hooks.rejectUnknownKeys(allowed: hookKeys)
-            file.beforeSync = try hooks.string("before_sync")
-            file.afterSwitch = try hooks.string("after_switch")
-            file.onFailure = try hooks.string("on_failure")
-            file.hookTimeout = try hooks.int("timeout")
+            file.rollout.beforeSync = try hooks.string("before_sync")
+            file.rollout.afterSwitch = try hooks.string("after_switch")
+            file.rollout.onFailure = try hooks.string("on_failure")
+            file.rollout.hookTimeout = try hooks.int("timeout")
         }
         if let value = table["remote_worker"] {
             if let workerTable = value.table {

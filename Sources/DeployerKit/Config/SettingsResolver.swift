@@ -139,8 +139,8 @@ public enum SettingsResolver {
     private static func rollout(flags: SyncOverrides, file: ConfigFile?, fileSource: String, workers: Int) throws(ConfigError) -> Rollout {
         func origin(_ flag: Int?, _ option: String) -> String { flag != nil ? "option \(option)" : fileSource }
         var rollout = Rollout()
-        if let canary = flags.canary ?? file?.canary {
-            let source = origin(flags.canary, "--canary")
+        if let canary = flags.rollout.canary ?? file?.rollout.canary {
+            let source = origin(flags.rollout.canary, "--canary")
             guard canary >= 1 else { throw .invalidValue(source: source, keyPath: "canary", problem: "\(canary) is below the minimum of 1") }
             guard canary < workers else {
                 throw .invalidValue(source: source, keyPath: "canary",
@@ -148,10 +148,10 @@ public enum SettingsResolver {
             }
             rollout.canary = canary
         }
-        rollout.batchSize = try positive(flags.batchSize ?? file?.batchSize, name: "batch_size", source: origin(flags.batchSize, "--batch-size"))
-        if let wait = flags.batchWait ?? file?.batchWait {
+        rollout.batchSize = try positive(flags.rollout.batchSize ?? file?.rollout.batchSize, name: "batch_size", source: origin(flags.rollout.batchSize, "--batch-size"))
+        if let wait = flags.rollout.batchWait ?? file?.rollout.batchWait {
             guard wait >= 0 else {
-                throw .invalidValue(source: origin(flags.batchWait, "--batch-wait"), keyPath: "batch_wait", problem: "\(wait) is below the minimum of 0")
+                throw .invalidValue(source: origin(flags.rollout.batchWait, "--batch-wait"), keyPath: "batch_wait", problem: "\(wait) is below the minimum of 0")
             }
             rollout.batchWait = wait
         }
@@ -161,17 +161,17 @@ public enum SettingsResolver {
     /// Hooks: each command from the flags, else the file; none at all with --no-hooks.
     private static func hooks(flags: SyncOverrides, file: ConfigFile?, fileSource: String) throws(ConfigError) -> Hooks {
         if flags.noHooks { return Hooks() }
-        var hooks = Hooks(beforeSync: flags.beforeSync ?? file?.beforeSync, afterSwitch: flags.afterSwitch ?? file?.afterSwitch,
-                          onFailure: flags.onFailure ?? file?.onFailure)
-        let fromFlags: [HookName: String?] = [.beforeSync: flags.beforeSync, .afterSwitch: flags.afterSwitch, .onFailure: flags.onFailure]
+        var hooks = Hooks(beforeSync: flags.rollout.beforeSync ?? file?.rollout.beforeSync, afterSwitch: flags.rollout.afterSwitch ?? file?.rollout.afterSwitch,
+                          onFailure: flags.rollout.onFailure ?? file?.rollout.onFailure)
+        let fromFlags: [HookName: String?] = [.beforeSync: flags.rollout.beforeSync, .afterSwitch: flags.rollout.afterSwitch, .onFailure: flags.rollout.onFailure]
         for name in HookName.allCases {
             if let command = hooks.command(name), command.trimmed.isEmpty {
                 let source = fromFlags[name]! != nil ? "option --\(name.rawValue.replacingOccurrences(of: "_", with: "-"))" : fileSource
                 throw .invalidValue(source: source, keyPath: "hooks.\(name.rawValue)", problem: "the command is empty: give a command, or leave the hook out")
             }
         }
-        if let timeout = try positive(flags.hookTimeout ?? file?.hookTimeout, name: "hooks.timeout",
-                                      source: flags.hookTimeout != nil ? "option --hook-timeout" : fileSource) {
+        if let timeout = try positive(flags.rollout.hookTimeout ?? file?.rollout.hookTimeout, name: "hooks.timeout",
+                                      source: flags.rollout.hookTimeout != nil ? "option --hook-timeout" : fileSource) {
             hooks.timeout = timeout
         }
         return hooks

@@ -117,16 +117,24 @@ public struct SyncOverrides: Sendable, Equatable {
     public var parallel: Int?
     public var failFast = false
     public var acceptNewHostKey = false
+    /// Canary, batches and hooks from the command line (each replaces the file's).
+    public var rollout = RolloutLayer()
+    /// Run no hooks in this run.
+    public var noHooks = false
+
+    public init() {}
+}
+
+/// Canary, batches and hooks as one layer (the file's top level and `[hooks]`, or the command line)
+/// states them; nil means "not said".
+public struct RolloutLayer: Sendable, Equatable {
     public var canary: Int?
     public var batchSize: Int?
     public var batchWait: Int?
-    /// Hook commands from the command line (each replaces the file's).
     public var beforeSync: String?
     public var afterSwitch: String?
     public var onFailure: String?
     public var hookTimeout: Int?
-    /// Run no hooks in this run.
-    public var noHooks = false
 
     public init() {}
 }

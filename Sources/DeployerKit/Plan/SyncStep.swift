@@ -13,4 +13,5 @@ public enum SyncStep: String, Sendable, CaseIterable {
     case restart = "restart services"
     case beforeSync = "before_sync hook"
     case afterSwitch = "after_switch hook"
+    case canaryCheck = "canary check"
 }

@@ -53,6 +53,8 @@ public final class LiveReporter: SyncReporting {
                 return
             case .waiting(let host, let reason):
                 update(&state, host) { row in row.text = "waiting: \(reason)" }
+            case .note(let host, let text):
+                update(&state, host) { row in row.text = text }
             case .progress(let host, let tree, let progress):
                 force = false
                 update(&state, host) { row in

@@ -36,6 +36,7 @@ extension SyncReport {
         if !pruned.isEmpty { lines.append("pruned: \(pruned.joined(separator: ", "))") }
         for warning in warnings { lines.append("warning: \(warning)") }
         lines += hooks.flatMap(\.lines)
+        if let canaryCheck { lines.append("canary check: \(canaryCheck)") }
         if let rsync, !transfers.isEmpty { lines.append("rsync: \(rsync.summary)") }
         for (name, stats) in transfers {
             lines.append("  \(name.padded(16)) \(stats.regularFilesTransferred) files updated, \(stats.deletedFiles) deleted, "

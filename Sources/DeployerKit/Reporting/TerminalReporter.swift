@@ -38,6 +38,8 @@ public final class TerminalReporter: SyncReporting {
             return nil
         case .waiting(let host, let reason):
             return "[\(host)] waiting: \(reason)"
+        case .note(let host, let text):
+            return "[\(host)] \(text)"
         }
     }
 }

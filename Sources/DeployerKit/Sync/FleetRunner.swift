@@ -68,7 +68,10 @@ public struct FleetRunner: Sendable {
         self.rollout = rollout
     }
 
+    /// `canaryCheck` judges a canary that synced, once `batchWait` has passed and before the next
+    /// wave: a problem fails the canary and starts no other worker.
     public func run(_ workers: [WorkerSettings], interrupt: InterruptSignal? = nil, reporter: (any SyncReporting)? = nil,
+                    canaryCheck: (@Sendable (Int, SyncReport) async -> (problem: String?, note: String))? = nil,
                     _ operation: @escaping @Sendable (Int) async throws -> SyncReport) async -> [WorkerOutcome] {
         var outcomes = workers.map { WorkerOutcome(worker: $0) }
         var ran = [Bool](repeating: false, count: workers.count)
@@ -86,6 +89,13 @@ public struct FleetRunner: Sendable {
                         + (rollout.batchWait > 0 ? " and \(rollout.batchWait) s have passed" : "")))
                 }
                 await pause(rollout.batchWait, interrupt: interrupt)
+                if waves[number - 1].isCanary, let canaryCheck, interrupt?.received == nil {
+                    stopped = await check(waves[number - 1], outcomes: &outcomes, reporter: reporter, canaryCheck)
+                    if let stopped {
+                        for index in wave.workers { outcomes[index].skipped = stopped }
+                        continue
+                    }
+                }
             }
             let failFast = self.failFast
             let results = await Self.map(wave.workers.count, parallel: parallel, goOn: { finished in
@@ -117,6 +127,26 @@ public struct FleetRunner: Sendable {
             }
         }
         return outcomes
+    }
+
+    /// Checks each canary that synced; returns why no later worker starts, or nil when all pass.
+    private func check(_ wave: Rollout.Wave, outcomes: inout [WorkerOutcome], reporter: (any SyncReporting)?,
+                       _ canaryCheck: @Sendable (Int, SyncReport) async -> (problem: String?, note: String)) async -> String? {
+        var failed: [String] = []
+        for index in wave.workers {
+            guard outcomes[index].succeeded, let report = outcomes[index].report else { continue }
+            let host = outcomes[index].worker.server
+            let (problem, note) = await canaryCheck(index, report)
+            if !note.isEmpty { reporter?.report(.note(host: host, text: "canary check: \(note)")) }
+            outcomes[index].report?.canaryCheck = note
+            if let problem {
+                failed.append(host)
+                outcomes[index].error = SyncFailure(step: .canaryCheck, host: host,
+                                                    underlying: SyncError.canaryFailed(host: host, release: report.release, problem: problem),
+                                                    workerState: .described("runs \(report.release)"))
+            }
+        }
+        return failed.isEmpty ? nil : "the canary check failed on \(failed.joined(separator: ", ")), so no later worker started"
     }
 
     /// Waits `seconds` between waves; SIGINT/SIGTERM end the wait at once.

@@ -17,7 +17,7 @@ public struct Rollout: Sendable, Equatable {
     public func waves(count: Int) -> [Wave] {
         var waves: [Wave] = []
         let canaries = min(canary, count)
-        if canaries > 0 { waves.append(Wave(name: canaries == 1 ? "canary" : "canaries", workers: Array(0..<canaries))) }
+        if canaries > 0 { waves.append(Wave(name: canaries == 1 ? "canary" : "canaries", workers: Array(0..<canaries), isCanary: true)) }
         let rest = Array(canaries..<count)
         guard let batchSize, batchSize < rest.count else {
             if !rest.isEmpty { waves.append(Wave(name: waves.isEmpty ? "all" : "the rest", workers: rest)) }
@@ -34,5 +34,7 @@ public struct Rollout: Sendable, Equatable {
     public struct Wave: Sendable, Equatable {
         public var name: String
         public var workers: [Int]
+        /// The canaries: their jobs are checked before the next wave starts.
+        public var isCanary = false
     }
 }

@@ -58,6 +58,8 @@ public enum SyncError: Error, Equatable, LocalizedError {
     case stillDraining(host: String, release: String, since: String, running: [String], waited: Int)
     /// The release's last switch on this worker failed its checks and was rolled back.
     case markedBad(host: String, release: String)
+    /// The canary runs the release, but its job check failed: no other worker was started.
+    case canaryFailed(host: String, release: String, problem: String)
 
     public var errorDescription: String? {
         switch self {
@@ -76,6 +78,9 @@ public enum SyncError: Error, Equatable, LocalizedError {
             return "\(host) still drains \(release) (\(running.joined(separator: ", ")) finishing their jobs since \(since))"
                 + (waited > 0 ? " after waiting \(waited) s" : "")
                 + ": a handover runs at most two generations; sync again when it has drained (remote-worker status shows it), or pass --lock-wait SECONDS to wait"
+        case .canaryFailed(let host, let release, let problem):
+            return "canary \(host) runs \(release), but \(problem): no other worker was started; "
+                + "if the release is at fault, roll the canary back with remote-worker rollback"
         case .markedBad(let host, let release):
             return "\(release) is marked bad on \(host): its last switch there was rolled back automatically (remote-worker history shows why); "
                 + "deploy a fixed release, or pass --force to sync this one again"

@@ -10,6 +10,8 @@ public enum SyncEvent: Sendable, Equatable {
     case progress(host: String, tree: String, progress: RsyncProgress)
     /// A worker waits for its wave (canaries first, then batches).
     case waiting(host: String, reason: String)
+    /// Something learnt about a worker outside its steps (the canary's job check).
+    case note(host: String, text: String)
 }
 
 /// Receives sync events; implementations must be safe to call from concurrent transfers.

@@ -34,6 +34,8 @@ public struct SyncReport: Sendable, Equatable {
     public var switched = false
     /// The hooks that ran for this worker, in order.
     public var hooks: [HookRun] = []
+    /// What the canary's job check saw, for a canary.
+    public var canaryCheck: String?
 
     /// A switch that handed over: the new generation took jobs before the old one was told to stop.
     public struct Handover: Sendable, Equatable, Encodable {

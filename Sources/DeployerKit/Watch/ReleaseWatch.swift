@@ -119,7 +119,9 @@ public struct ReleaseWatch: Sendable {
             log("watch: syncing \(release) to \(due.map(\.worker.server).joined(separator: ", "))")
             let syncs = SyncRunner(runner: runner, reporter: reporter, verbose: verbose, interrupt: interrupt, hooks: settings.hooks)
             let outcomes = await FleetRunner(parallel: settings.parallel, failFast: false, rollout: settings.rollout)
-                .run(due.map(\.worker), interrupt: interrupt, reporter: reporter) { index in try await syncs.run(due[index]) }
+                .run(due.map(\.worker), interrupt: interrupt, reporter: reporter, canaryCheck: { index, report in
+                    await syncs.canaryCheck(site: settings.siteName, worker: due[index].worker, services: report.runningServices)
+                }) { index in try await syncs.run(due[index]) }
             for (plan, outcome) in zip(due, outcomes) where outcome.skipped == nil && (interrupt.received == nil || outcome.succeeded) {
                 states[Self.key(plan.worker)] = record(outcome, of: plan, in: states[Self.key(plan.worker)] ?? WorkerState())
             }

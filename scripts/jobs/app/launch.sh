@@ -9,6 +9,11 @@ if [ -n "$service" ] && [ "$(cat apps/fdtb_jobs/broken 2>/dev/null)" = "$service
     echo "$service: crashing on start (fixture)" >&2
     exit 1
 fi
+# A release whose worker runs but never listens on the queue (a fixture for the canary's job check).
+if [ -n "$service" ] && [ "$(cat apps/fdtb_jobs/deaf 2>/dev/null)" = "$service" ]; then
+    echo "$service: up, listening on no queue (fixture)" >&2
+    exec sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
+fi
 case $service in
     short-worker) exec env/bin/python -m fdtb_jobs.worker "$service" short,default ;;
     long-worker) exec env/bin/python -m fdtb_jobs.worker "$service" long,default,short ;;

@@ -11,7 +11,7 @@ extension WorkerPhase {
     public func timeLimit(base: Int) -> Duration {
         let quick = min(Self.quickLimit, base)
         let seconds = switch self {
-        case .preflight, .unlock, .status, .drains, .activate, .history, .authorize: quick
+        case .preflight, .unlock, .status, .drains, .activate, .history, .authorize, .jobs: quick
         case .digest, .stagePrepare, .stageActivate, .unstage, .prune: base
         case .switchRelease(let request): base + request.stop.longestWait + request.start.settleSeconds
         case .stop(let rules): base + rules.longestWait
@@ -24,7 +24,7 @@ extension WorkerPhase {
     /// services (a switch finishes first), nor for releasing the lock or a staged copy.
     public var isInterruptible: Bool {
         switch self {
-        case .preflight, .status, .drains, .history, .digest, .stagePrepare, .stageActivate, .prune: true
+        case .preflight, .status, .drains, .history, .jobs, .digest, .stagePrepare, .stageActivate, .prune: true
         case .unlock, .unstage, .switchRelease, .stop, .activate, .start, .authorize: false
         }
     }

@@ -14,6 +14,8 @@ public enum WorkerPhase: Sendable, Equatable {
     /// (its checksum `script`), the dispatcher, and the authorized_keys entry for `key`
     /// (`TYPE:BASE64`).
     case authorize(site: String, script: String, key: String)
+    /// The live generation's RQ workers as the site's queue Redis knows them (read-only).
+    case jobs(site: String)
     /// Read-only facts for `remote-worker status` (the live copy's digest with these excludes).
     case status(site: String, digestExcludes: [String])
     /// The digest of a release's files and links on the worker.
@@ -44,6 +46,7 @@ public enum WorkerPhase: Sendable, Equatable {
         case .unlock: "unlock"
         case .history: "history"
         case .authorize: "authorize"
+        case .jobs: "jobs"
         case .status: "status"
         case .digest: "digest"
         case .stagePrepare: "stage-prepare"
@@ -74,6 +77,8 @@ public enum WorkerPhase: Sendable, Equatable {
             options = [("limit", String(limit))]
         case .authorize(let site, let script, let key):
             options = [("site", site), ("script", script), ("key", key)]
+        case .jobs(let site):
+            options = [("site", site)]
         case .status(let site, let excludes):
             options = [("site", site)]
             list = excludes

@@ -19,6 +19,11 @@
 #       the site's history, and with KEY=VALUE lines records them as the last sync.
 #   history WORKSPACE [--limit=N]
 #       read-only: the last N entries of the history (entry_1= oldest) and bad_releases=.
+#   jobs WORKSPACE --site=S
+#       read-only: the RQ workers of the live generation's worker services as the site's queue
+#       Redis knows them (by their containers' host names, born since they started):
+#       rq_N=SERVICE STATE NAME SUCCESSFUL FAILED (SERVICE ? where containers share a host
+#       name), and rq=yes; rq=none when no worker service could read it.
 #   authorize WORKSPACE --site=S --script=CKSUM --key=TYPE:BASE64
 #       installs the least-privilege key for the site: the worker script staged in
 #       SITE_DIR/.fd-authorized.new (its `cksum` must be CKSUM) with a dispatcher beside it in
@@ -1046,6 +1051,68 @@ conf = json.load(open("/workspace/frappe-bench/sites/common_site_config.json"))
 print("yes" if Redis.from_url(conf["redis_queue"]).exists("rq:suspended") else "no")
 '
 
+# The RQ workers (rq:workers) of one generation: those on one of its containers' host names
+# (HOST=SERVICE...; a host name several containers share, as under host networking, gives
+# SERVICE ?) born since its containers started (since=TIME, less 2 s). One line each.
+jobs_py='
+import json, sys
+from datetime import datetime, timedelta, timezone
+from redis import Redis
+def when(text):
+    text = text.strip().replace("Z", "+00:00")
+    if "." in text:
+        head, tail = text.split(".", 1)
+        digits = "".join(c for c in tail if c.isdigit())
+        text = head + "." + digits[:6].ljust(6, "0") + tail[len(digits):]
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+conf = json.load(open("/workspace/frappe-bench/sites/common_site_config.json"))
+r = Redis.from_url(conf["redis_queue"])
+since, hosts = None, {}
+for pair in sys.argv[1:]:
+    key, value = pair.split("=", 1)
+    if key == "since":
+        since = when(value) - timedelta(seconds=2)
+    else:
+        hosts[key] = value if hosts.get(key, value) == value else "?"
+found = 0
+for key in sorted(r.smembers("rq:workers")):
+    fields = {k.decode(): v.decode() for k, v in r.hgetall(key).items()}
+    service = hosts.get(fields.get("hostname", ""))
+    if service is None or (since and fields.get("birth") and when(fields["birth"]) < since):
+        continue
+    found += 1
+    print("rq_%d=%s %s %s %s %s" % (found, service, fields.get("state") or "-", key.decode().split(":", 2)[-1],
+                                    fields.get("successful_job_count") or "0", fields.get("failed_job_count") or "0"))
+print("rq=yes")
+'
+
+jobs() {
+    required site >/dev/null
+    find_compose
+    know_base
+    jb_live=$(live_project)
+    jb_worker=""
+    jb_since=""
+    set --
+    for jb_id in $(docker ps --filter "label=com.docker.compose.project=$jb_live" --filter status=running --format '{{.ID}}' 2>/dev/null); do
+        jb_facts=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Hostname}} {{.State.StartedAt}}' "$jb_id" 2>/dev/null) || continue
+        jb_service=${jb_facts%% *}
+        [ "$jb_service" != schedule ] || continue
+        jb_worker=$jb_service
+        jb_rest=${jb_facts#* }
+        set -- "$@" "${jb_rest%% *}=$jb_service"
+        jb_since="$jb_since ${jb_rest#* }"
+    done
+    # The earliest start (RFC 3339 times of one zone sort as text).
+    # shellcheck disable=SC2086 # one word per start time
+    jb_since=$(printf '%s\n' $jb_since | sort | head -n 1)
+    if [ -z "$jb_live" ] || [ -z "$jb_worker" ] \
+        || ! project_compose "$jb_live" exec -T "$jb_worker" /workspace/frappe-bench/env/bin/python -c "$jobs_py" "since=$jb_since" "$@" 2>/dev/null; then
+        printf 'rq=none\n'
+    fi
+}
+
 # Recovers lost jobs (see recover_py) through SERVICE of generation PROJECT, after WAIT seconds
 # (the stopped workers have exited by then); records what it put back in recovered.log.
 recover_lost_jobs() {
@@ -1435,6 +1502,7 @@ case $phase in
     unlock) unlock "$@" ;;
     history) show_history ;;
     authorize) authorize ;;
+    jobs) jobs ;;
     status) status "$@" ;;
     digest) digest "$@" ;;
     stage-prepare) stage_prepare ;;
