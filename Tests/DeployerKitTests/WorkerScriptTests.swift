@@ -227,6 +227,9 @@ struct WorkerScriptTests {
         func phaseInput(_ arguments: [String], claim: String = script.checksum) -> String { claim + "\n" + arguments.joined(separator: "\u{0}") }
         let read = try await dispatched("frappe-deployer-worker", phaseInput(WorkerPhase.history(limit: 5).arguments(workspace: workspace)))
         #expect(read.exitCode == 0 && read.standardOutput.contains("bad_releases="), "\(read.standardErrorTail)")
+        // The script's own exit status comes through (the tool reads outcomes from it).
+        let missing = try await dispatched("frappe-deployer-worker", phaseInput(WorkerPhase.digest(release: "release_9", excludes: []).arguments(workspace: workspace)))
+        #expect(missing.exitCode == 4 && missing.standardErrorTail.joined().contains("release_9 is not on the worker"), "\(missing)")
         for (command, input, refusal) in [
             ("id", "", "is refused"),
             ("", "", "a login shell"),

@@ -450,7 +450,12 @@ case \${SSH_ORIGINAL_COMMAND:-} in
         [ "\$claim" = "\$have" ] || refuse "the worker script authorized on this worker (cksum \$have) is not this frappe-deployer's (\$claim): run remote-worker authorize --install again with a full-access key"
         FD_AUTHORIZED_WORKSPACE=\$workspace
         export FD_AUTHORIZED_WORKSPACE
-        exec xargs -0 -x sh "\$here/worker.sh" ;;
+        # xargs turns the NUL-separated arguments into a command line; the script's own exit
+        # status (which xargs would fold into 123) comes back on the captured standard output.
+        exec 3>&1
+        # shellcheck disable=SC2016 # expanded by the inner sh
+        status=\$(xargs -0 -x sh -c 'sh "\$0" "\$@" >&3 3>&-; echo "\$?"' "\$here/worker.sh")
+        exit "\${status:-2}" ;;
     *)
         refuse "this key only runs frappe-deployer for \$workspace: '\${SSH_ORIGINAL_COMMAND:-a login shell}' is refused" ;;
 esac
