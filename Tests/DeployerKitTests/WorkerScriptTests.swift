@@ -197,7 +197,9 @@ struct WorkerScriptTests {
         let script = try RemoteScript.worker()
         let home = directory.path + "/home"
         try FileManager.default.createDirectory(atPath: home + "/.ssh", withIntermediateDirectories: true)
-        try "ssh-ed25519 AAAAother operator@laptop\n".write(toFile: home + "/.ssh/authorized_keys", atomically: true, encoding: .utf8)
+        // Another key, and another site's entry whose path starts like this one's: both stay.
+        let others = "ssh-ed25519 AAAAother operator@laptop\nrestrict ssh-ed25519 AAAAsecond frappe-deployer:\(site)2\n"
+        try others.write(toFile: home + "/.ssh/authorized_keys", atomically: true, encoding: .utf8)
         func stage(_ text: String) throws {
             try FileManager.default.createDirectory(atPath: site + "/.fd-authorized.new", withIntermediateDirectories: true)
             try text.write(toFile: site + "/.fd-authorized.new/worker.sh", atomically: true, encoding: .utf8)
@@ -217,7 +219,7 @@ struct WorkerScriptTests {
             #expect(output.standardOutput.split(separator: "\n").contains("authorized_entry=" + key.entry(siteDirectory: site)[...]), "\(output.standardOutput)")
         }
         let keys = try String(contentsOfFile: home + "/.ssh/authorized_keys", encoding: .utf8)
-        #expect(keys == "ssh-ed25519 AAAAother operator@laptop\n" + key.entry(siteDirectory: site) + "\n", "one entry for the site, the others kept")
+        #expect(keys == others + key.entry(siteDirectory: site) + "\n", "one entry for the site, the others kept")
         let dispatch = site + "/.frappe-deployer/authorized/dispatch"
         #expect(try await SubprocessRunner().run(Command("shellcheck", ["-s", "sh", dispatch])).exitCode == 0)
 

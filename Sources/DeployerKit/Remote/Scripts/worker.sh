@@ -492,10 +492,19 @@ authorize() {
     az_ssh="$HOME/.ssh"
     mkdir -p "$az_ssh" && chmod 0700 "$az_ssh"
     az_keys="$az_ssh/authorized_keys"
-    if ! { { [ ! -f "$az_keys" ] || grep -v -F " $az_marker" "$az_keys" || true; } && printf '%s\n' "$az_entry"; } > "$az_keys.fd-new" \
+    # Every other line is kept exactly (a line that cannot be read fails this, never drops keys);
+    # the marker is matched at the end of a line, so another site whose path starts alike stays.
+    az_copied=yes
+    if [ -f "$az_keys" ]; then
+        awk -v marker=" $az_marker" 'length($0) < length(marker) || substr($0, length($0) - length(marker) + 1) != marker' \
+            "$az_keys" > "$az_keys.fd-new" 2>/dev/null || az_copied=no
+    else
+        : > "$az_keys.fd-new" 2>/dev/null || az_copied=no
+    fi
+    if [ $az_copied = no ] || ! printf '%s\n' "$az_entry" >> "$az_keys.fd-new" \
         || ! chmod 0600 "$az_keys.fd-new" || ! mv -f "$az_keys.fd-new" "$az_keys"; then
         rm -f "$az_keys.fd-new"
-        fail 3 "$(write_problem "$az_ssh"): $az_keys could not be written"
+        fail 3 "$(write_problem "$az_ssh"): $az_keys could not be written; it is unchanged"
     fi
     printf 'authorized_entry=%s\n' "$az_entry"
     printf 'rrsync=%s\n' "$az_rrsync"
