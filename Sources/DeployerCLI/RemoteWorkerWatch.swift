@@ -18,7 +18,8 @@ extension RemoteWorker {
                 is not tried there again until the link moves. One round of syncs runs at a time. \
                 The link is followed with inotify where the kernel offers it, else read every --poll \
                 seconds. One line per event goes to standard error (journald-friendly); --verbose \
-                adds every step. The config file is read again for each round.
+                adds every step. The config file is read again for each round; [watch] in it may \
+                set debounce, poll, retry_max and poll_only (the options win).
 
                 Exit status: 0 stopped by SIGINT/SIGTERM; 2 bad input at start; 64 usage.
                 """
@@ -32,33 +33,32 @@ extension RemoteWorker {
         @OptionGroup var transfer: TransferOptions
 
         @Option(name: .customLong("debounce"), help: ArgumentHelp("Seconds the link must stay put before the workers are synced. (default: 5)", valueName: "seconds"))
-        var debounce = 5
+        var debounce: Int?
 
         @Option(name: .customLong("poll"), help: ArgumentHelp("Seconds between reads of the link where inotify is not used. (default: 2)", valueName: "seconds"))
-        var poll = 2
+        var poll: Int?
 
         @Flag(name: .customLong("poll-only"), help: "Read the link every --poll seconds instead of using inotify (network file systems).")
         var pollOnly = false
 
         @Option(name: .customLong("retry-max"), help: ArgumentHelp("The longest wait before a failed worker is tried again. (default: 300)", valueName: "seconds"))
-        var retryMax = 300
+        var retryMax: Int?
 
         public init() {}
 
-        public func validate() throws {
-            guard debounce >= 0 else { throw ValidationError("--debounce must be 0 or more") }
-            guard poll >= 1 else { throw ValidationError("--poll must be at least 1") }
-            guard retryMax >= 5 else { throw ValidationError("--retry-max must be at least 5") }
-        }
-
         public func run() async throws {
             let environment = ProcessInfo.processInfo.environment
+            let (debounce, poll, retryMax, pollOnly) = (self.debounce, self.poll, self.retryMax, self.pollOnly)
             let make = { @Sendable [options, transfer, switching, fleet, rollout, hooks] in
                 try transfer.makePlans(options: options, environment: environment) { flags in
                     switching.apply(to: &flags)
                     fleet.apply(to: &flags)
                     rollout.apply(to: &flags)
                     hooks.apply(to: &flags)
+                    flags.rollout.watchDebounce = debounce
+                    flags.rollout.watchPoll = poll
+                    flags.rollout.watchRetryMax = retryMax
+                    if pollOnly { flags.rollout.watchPollOnly = true }
                 }
             }
             // Everything is checked once before watching: bad input is exit 2, as for sync.
@@ -72,7 +72,7 @@ extension RemoteWorker {
             interrupt.install()
             let watch = ReleaseWatch(
                 link: "\(settings.benchesPath)/\(settings.siteName)/workspace/frappe-bench",
-                options: ReleaseWatch.Options(debounce: debounce, poll: poll, retryMax: retryMax, pollOnly: pollOnly),
+                options: settings.watch,
                 runner: SubprocessRunner(), reporter: options.verbose ? TerminalReporter(verbose: true) : SilentReporter(), verbose: options.verbose,
                 log: { Output.standardError($0) }, makePlans: make)
             _ = await watch.run(interrupt: interrupt)

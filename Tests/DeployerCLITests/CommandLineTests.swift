@@ -114,7 +114,6 @@ struct CommandLineTests {
         let watch = try #require(try FrappeDeployer.parseAsRoot(["remote-worker", "watch", "a.test", "-s", "w", "--debounce", "1", "--poll", "3",
                                                                  "--poll-only", "--retry-max", "60", "--canary", "1"]) as? RemoteWorker.Watch)
         #expect(watch.debounce == 1 && watch.poll == 3 && watch.pollOnly && watch.retryMax == 60 && watch.rollout.canary == 1)
-        #expect(throws: (any Error).self) { try FrappeDeployer.parseAsRoot(["remote-worker", "watch", "a.test", "--retry-max", "1"]) }
     }
 
     @Test("flags become the top layer of settings")

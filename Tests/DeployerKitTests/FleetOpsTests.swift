@@ -100,6 +100,15 @@ struct FleetOpsTests {
         empty.rollout.beforeSync = " "
         #expect { try resolve(empty, file: file) } throws: { ($0 as? ConfigError)?.errorDescription?.contains("option --before-sync") == true }
         #expect(throws: ConfigError.self) { try ConfigFile.parse("[hooks]\nbefore = \"x\"\n", path: "f.toml") }
+        // [watch], with the options over it.
+        let watching = try ConfigFile.parse("site_name = \"a.test\"\n[watch]\ndebounce = 10\nretry_max = 60\npoll_only = true\n[remote_worker]\nserver = \"w1\"\n",
+                                            path: "f.toml")
+        var watchFlags = SyncOverrides()
+        watchFlags.rollout.watchDebounce = 1
+        #expect(try resolve(watchFlags, file: watching).watch == ReleaseWatch.Options(debounce: 1, poll: 2, retryMax: 60, pollOnly: true))
+        watchFlags.rollout.watchRetryMax = 2
+        #expect { try resolve(watchFlags, file: watching) } throws: { ($0 as? ConfigError)?.errorDescription?.contains("watch.retry_max") == true }
+        #expect(throws: ConfigError.self) { try ConfigFile.parse("[watch]\ndebounce = \"5\"\n", path: "f.toml") }
         #expect(throws: ConfigError.self) { try ConfigFile.parse("hooks = \"x\"\n", path: "f.toml") }
     }
 

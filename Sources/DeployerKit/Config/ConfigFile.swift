@@ -72,11 +72,14 @@ public struct ConfigFile: Sendable, Equatable {
     public var parallel: Int?
     /// Stop starting workers after the first failure.
     public var failFast: Bool?
-    /// `canary`, `batch_size`, `batch_wait` and `[hooks]` (before_sync, after_switch, on_failure, timeout).
+    /// `canary`, `batch_size`, `batch_wait`, `[hooks]` (before_sync, after_switch, on_failure, timeout)
+    /// and `[watch]` (debounce, poll, retry_max, poll_only).
     public var rollout = RolloutLayer()
 
-    static let topLevelKeys = ["site_name", "benches_path", "remote_worker", "parallel", "fail_fast", "canary", "batch_size", "batch_wait", "hooks"]
+    static let topLevelKeys = ["site_name", "benches_path", "remote_worker", "parallel", "fail_fast", "canary", "batch_size", "batch_wait", "hooks",
+                               "watch"]
     static let hookKeys = ["before_sync", "after_switch", "on_failure", "timeout"]
+    static let watchKeys = ["debounce", "poll", "retry_max", "poll_only"]
     static let workerKeys = [
         "server", "ssh_user", "ssh_port", "workspace_path", "ssh_config",
         "include_dirs", "include_files", "exclude_patterns", "ssh_options",
@@ -137,6 +140,17 @@ public struct ConfigFile: Sendable, Equatable {
             file.rollout.afterSwitch = try hooks.string("after_switch")
             file.rollout.onFailure = try hooks.string("on_failure")
             file.rollout.hookTimeout = try hooks.int("timeout")
+        }
+        if let value = table["watch"] {
+            guard let watchTable = value.table else {
+                throw .wrongType(source: path, keyPath: "watch", expected: "a table ([watch])", found: describe(value.type))
+            }
+            let watch = TableReader(source: path, prefix: "watch.", table: watchTable)
+            try watch.rejectUnknownKeys(allowed: watchKeys)
+            file.rollout.watchDebounce = try watch.int("debounce")
+            file.rollout.watchPoll = try watch.int("poll")
+            file.rollout.watchRetryMax = try watch.int("retry_max")
+            file.rollout.watchPollOnly = try watch.bool("poll_only")
         }
         if let value = table["remote_worker"] {
             if let workerTable = value.table {

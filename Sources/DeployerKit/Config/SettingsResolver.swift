@@ -132,7 +132,27 @@ public enum SettingsResolver {
         settings.failFast = flags.failFast || (file?.failFast ?? false)
         settings.rollout = try rollout(flags: flags, file: file, fileSource: fileSource, workers: workers.count)
         settings.hooks = try hooks(flags: flags, file: file, fileSource: fileSource)
+        settings.watch = try watch(flags: flags, file: file, fileSource: fileSource)
         return settings
+    }
+
+    /// `remote-worker watch`'s settings: flags over `[watch]` over defaults.
+    private static func watch(flags: SyncOverrides, file: ConfigFile?, fileSource: String) throws(ConfigError) -> ReleaseWatch.Options {
+        let (given, stated) = (flags.rollout, file?.rollout ?? RolloutLayer())
+        func value(_ keyPath: KeyPath<RolloutLayer, Int?>, key: String, option: String, minimum: Int) throws(ConfigError) -> Int? {
+            guard let value = given[keyPath: keyPath] ?? stated[keyPath: keyPath] else { return nil }
+            guard value >= minimum else {
+                throw .invalidValue(source: given[keyPath: keyPath] != nil ? "option \(option)" : fileSource, keyPath: "watch.\(key)",
+                                    problem: "\(value) is below the minimum of \(minimum)")
+            }
+            return value
+        }
+        var options = ReleaseWatch.Options()
+        options.debounce = try value(\.watchDebounce, key: "debounce", option: "--debounce", minimum: 0) ?? options.debounce
+        options.poll = try value(\.watchPoll, key: "poll", option: "--poll", minimum: 1) ?? options.poll
+        options.retryMax = try value(\.watchRetryMax, key: "retry_max", option: "--retry-max", minimum: 5) ?? options.retryMax
+        options.pollOnly = given.watchPollOnly ?? stated.watchPollOnly ?? false
+        return options
     }
 
     /// Canary and batches: flags over the file; counts checked against the workers of the run.

@@ -14,6 +14,8 @@ public struct SyncSettings: Sendable, Equatable {
     public var rollout = Rollout()
     /// Commands run on this server around each worker's sync.
     public var hooks = Hooks()
+    /// How `remote-worker watch` follows the site's release.
+    public var watch = ReleaseWatch.Options()
 
     public init(siteName: String, benchesPath: String, workers: [WorkerSettings]) {
         self.siteName = siteName
@@ -135,6 +137,11 @@ public struct RolloutLayer: Sendable, Equatable {
     public var afterSwitch: String?
     public var onFailure: String?
     public var hookTimeout: Int?
+    /// `[watch]`: debounce, poll, retry_max and poll_only.
+    public var watchDebounce: Int?
+    public var watchPoll: Int?
+    public var watchRetryMax: Int?
+    public var watchPollOnly: Bool?
 
     public init() {}
 }

@@ -472,8 +472,8 @@ authorize() {
     az_base64=${az_key#*:}
     case $az_type in '' | *[!a-z0-9@.-]*) fail 2 "bad key type: $az_type" ;; esac
     case $az_base64 in '' | *[!A-Za-z0-9+/=]*) fail 2 "the key is not base64" ;; esac
-    az_rrsync=$(command -v rrsync 2>/dev/null) || fail 3 "rrsync is not installed on the worker: install rsync 3.2.4 or later and python3 (Debian's rsync ships rrsync)"
-    "$az_rrsync" -help 2>&1 | grep -q -- '-absolute' || fail 3 "$az_rrsync does not know -absolute (rsync 3.4 or later): upgrade rsync on the worker"
+    az_rrsync=$(command -v rrsync 2>/dev/null) || fail 3 "rrsync is not installed on the worker: install it (Debian's rsync package ships it; it runs on python3)"
+    "$az_rrsync" -help 2>&1 | grep -q -- '-absolute' || fail 3 "$az_rrsync does not know -absolute (rrsync -help does not list it): upgrade rsync on the worker"
     az_new="$site_dir/.fd-authorized.new"
     [ -f "$az_new/worker.sh" ] || fail 2 "authorize needs the worker script in $az_new"
     [ "$(cksum < "$az_new/worker.sh" | cut -d ' ' -f 1,2)" = "$az_script" ] \
