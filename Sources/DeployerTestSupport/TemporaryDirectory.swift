@@ -23,6 +23,11 @@ public enum PackagePaths {
         return url.path
     }
 
-    public static var workerScript: String { root + "/Sources/DeployerKit/Remote/Scripts/worker.sh" }
+    /// The worker script's parts, in the order the build joins them.
+    public static var workerScriptParts: [String] {
+        let directory = root + "/Sources/DeployerKit/Remote/Scripts/worker"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasSuffix(".sh") }.sorted().map { directory + "/" + $0 }
+    }
     public static var testbedScript: String { root + "/scripts/testbed.sh" }
 }

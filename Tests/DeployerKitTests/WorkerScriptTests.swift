@@ -32,8 +32,13 @@ struct WorkerScriptTests {
     @Test("the shipped script is the one in the source tree and passes shellcheck")
     func shellcheck() async throws {
         let shipped = try RemoteScript.worker().text
-        #expect(shipped == (try String(contentsOfFile: PackagePaths.workerScript, encoding: .utf8)))
-        let output = try await SubprocessRunner().run(Command("shellcheck", ["-s", "sh", PackagePaths.workerScript]))
+        let parts = PackagePaths.workerScriptParts
+        #expect(parts.count > 1)
+        #expect(shipped == (try parts.map { try String(contentsOfFile: $0, encoding: .utf8) }.joined()))
+        // The parts are one script: shellcheck reads them joined.
+        let joined = directory.path + "/worker.sh"
+        try shipped.write(toFile: joined, atomically: true, encoding: .utf8)
+        let output = try await SubprocessRunner().run(Command("shellcheck", ["-s", "sh", joined]))
         #expect(output.exitCode == 0, "\(output.standardOutput)")
     }
 

@@ -10,7 +10,7 @@ public struct RemoteScript: Sendable, Equatable {
         self.text = text
     }
 
-    /// The worker side of a sync (`Remote/Scripts/worker.sh`, compiled into the tool by the
+    /// The worker side of a sync (`Remote/Scripts/worker/*.sh` joined, compiled into the tool by the
     /// EmbedScripts build plugin: the bytes shipped are the bytes tested).
     public static func worker() throws -> RemoteScript {
         guard let data = Data(base64Encoded: EmbeddedScripts.worker), let text = String(data: data, encoding: .utf8) else {

@@ -1,4 +1,4 @@
-/// One phase of the worker script (`Remote/Scripts/worker.sh`) with its arguments: the only way
+/// One phase of the worker script (`Remote/Scripts/worker/*.sh`) with its arguments: the only way
 /// the tool asks a worker for anything. `arguments(workspace:)` is the script's command line
 /// (`PHASE WORKSPACE --NAME=VALUE... -- LIST...`); the script's header documents each phase.
 public enum WorkerPhase: Sendable, Equatable {
