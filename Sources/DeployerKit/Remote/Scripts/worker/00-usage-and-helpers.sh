@@ -159,10 +159,57 @@ compose() {
 # compose's own last error line on stderr when the files do not parse.
 services_of() {
     if so_out=$(compose "$@" config --services 2>&1); then
-        printf '%s\n' "$so_out" | tr '\n' ' ' | sed 's/ *$//'
+        printf '%s\n' "$so_out" | one_line
     else
         printf '%s\n' "$so_out" | tail -n 1 >&2
         return 1
+    fi
+}
+
+# Lines on standard input as one line, space-separated.
+one_line() {
+    tr '\n' ' ' | sed 's/ *$//'
+}
+
+# Compose v2 from the site dir, for questions asked before find_compose has answered.
+compose_v2() {
+    (cd "$site_dir" && docker compose "$@")
+}
+
+# A private directory for this run's background answers (see ask), removed when the run ends.
+scratch=""
+make_scratch() {
+    [ -z "$scratch" ] || return 0
+    scratch=$(mktemp -d 2>/dev/null) || { scratch=""; return 1; }
+    trap 'rm -rf "$scratch"' EXIT
+}
+
+# Starts COMMAND... in the background; its output, last error line and status are kept as NAME.
+ask() {
+    ak_name=$1
+    shift
+    ( "$@" > "$scratch/$ak_name.out" 2> "$scratch/$ak_name.err"; echo "$?" > "$scratch/$ak_name.rc" ) &
+    eval "asked_$ak_name=\$!"
+}
+
+# Waits for the answers NAME... (see ask). In the phase's own shell: a command substitution
+# cannot wait for them, as they are not its children.
+await() {
+    for aw_name in "$@"; do
+        eval "aw_pid=\${asked_$aw_name:-}"
+        [ -z "$aw_pid" ] || wait "$aw_pid" 2>/dev/null || true
+    done
+}
+
+# The answer NAME, awaited (see await): prints its output and returns 0 when it succeeded; else
+# prints its last error line and returns its status.
+answer() {
+    an_rc=$(cat "$scratch/$1.rc" 2>/dev/null) || an_rc=1
+    if [ "$an_rc" = 0 ]; then
+        cat "$scratch/$1.out"
+    else
+        tail -n 1 "$scratch/$1.err" 2>/dev/null
+        return "$an_rc"
     fi
 }
 

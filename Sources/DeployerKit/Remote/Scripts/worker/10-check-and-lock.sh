@@ -7,12 +7,31 @@ preflight() {
         [ -f "$site_dir/$pf_file" ] || fail 3 "$site_dir/$pf_file is missing on the worker: copy the site's compose files from the main server (remote-worker enable)"
     done
     command -v rsync >/dev/null 2>&1 || fail 3 "rsync is not installed on the worker: install it (apt-get install rsync)"
+    # The Docker and Compose questions are independent: asked at once (Compose v2 assumed for the
+    # files while `docker compose version` confirms it), then read in the order the checks go, so
+    # the checks and their messages are the same, about 0.3 s sooner. In turn without a scratch dir.
     # Bounded: a hung (or SIGSTOPped) engine makes every docker call wait forever.
+    pf_info_cmd="docker info"
+    command -v timeout >/dev/null 2>&1 && pf_info_cmd="timeout -k 5 20 docker info"
+    pf_ahead=no
+    if make_scratch; then
+        pf_ahead=yes
+        # shellcheck disable=SC2086 # fixed word lists
+        {
+            ask info $pf_info_cmd
+            ask version docker compose version
+            ask workers compose_v2 $worker_files config --services
+            ask base compose_v2 $base_files config --services
+            ask all compose_v2 $all_files config
+        }
+    fi
     pf_info=0
-    if command -v timeout >/dev/null 2>&1; then
-        timeout -k 5 20 docker info >/dev/null 2>&1 || pf_info=$?
+    if [ $pf_ahead = yes ]; then
+        await info
+        answer info >/dev/null || pf_info=$?
     else
-        docker info >/dev/null 2>&1 || pf_info=$?
+        # shellcheck disable=SC2086
+        $pf_info_cmd >/dev/null 2>&1 || pf_info=$?
     fi
     case $pf_info in
         0) ;;
@@ -20,14 +39,25 @@ preflight() {
         *) fail 3 "cannot reach the Docker engine on the worker as $(id -un): is dockerd running and is the user in the docker group?" ;;
     esac
     early_digest "$@"
-    find_compose
-    know_base
-    # (on failure, services_of's one line on stderr is what is captured: compose's own error)
-    # shellcheck disable=SC2086
-    pf_workers=$(services_of $worker_files 2>&1) || fail 3 "$site_dir/docker-compose.workers.yml is not a valid compose file: $pf_workers"
-    [ -n "$pf_workers" ] || fail 3 "$site_dir/docker-compose.workers.yml defines no services"
-    # shellcheck disable=SC2086
-    pf_base=$(services_of $base_files 2>&1) || fail 3 "$site_dir/docker-compose.yml is not a valid compose file: $pf_base"
+    # (on failure, the one line captured is compose's own error)
+    [ $pf_ahead = no ] || await version workers base all
+    if [ $pf_ahead = yes ] && answer version >/dev/null; then
+        compose_cmd="docker compose"
+        base_name=$(answer all 2>/dev/null | project_name)
+        pf_workers=$(answer workers) || fail 3 "$site_dir/docker-compose.workers.yml is not a valid compose file: $pf_workers"
+        pf_workers=$(printf '%s\n' "$pf_workers" | one_line)
+        [ -n "$pf_workers" ] || fail 3 "$site_dir/docker-compose.workers.yml defines no services"
+        pf_base=$(answer base) || fail 3 "$site_dir/docker-compose.yml is not a valid compose file: $pf_base"
+        pf_base=$(printf '%s\n' "$pf_base" | one_line)
+    else
+        find_compose
+        know_base
+        # shellcheck disable=SC2086
+        pf_workers=$(services_of $worker_files 2>&1) || fail 3 "$site_dir/docker-compose.workers.yml is not a valid compose file: $pf_workers"
+        [ -n "$pf_workers" ] || fail 3 "$site_dir/docker-compose.workers.yml defines no services"
+        # shellcheck disable=SC2086
+        pf_base=$(services_of $base_files 2>&1) || fail 3 "$site_dir/docker-compose.yml is not a valid compose file: $pf_base"
+    fi
     case " $pf_base " in
         *" schedule "*) ;;
         *) fail 3 "$site_dir/docker-compose.yml has no 'schedule' service" ;;
@@ -92,8 +122,8 @@ early_digest() {
     [ "${opt_digest:-}" = yes ] || return 0
     ed_live=$(live_release)
     [ -n "$ed_live" ] && [ "$ed_live" = "$(value release "$state/verified")" ] && [ -d "$workspace/$ed_live" ] || return 0
-    early_file=$(mktemp 2>/dev/null) || return 0
-    trap 'rm -f "$early_file"' EXIT
+    make_scratch || return 0
+    early_file="$scratch/digest"
     release_digest "$workspace/$ed_live" "$@" > "$early_file" 2>/dev/null &
     early_pid=$!
     early_release=$ed_live

@@ -20,9 +20,15 @@ base_project() {
         return
     fi
     # shellcheck disable=SC2086
-    bp_name=$(compose $all_files config 2>/dev/null | sed -n 's/^name: *//p' | head -n 1)
-    [ -n "$bp_name" ] || bp_name=$(basename -- "$site_dir" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-')
-    printf '%s\n' "$bp_name"
+    compose $all_files config 2>/dev/null | project_name
+}
+
+# The project name in a `compose config` on standard input, else the one compose derives from
+# the site dir's name.
+project_name() {
+    pn_name=$(sed -n 's/^name: *//p' | head -n 1)
+    [ -n "$pn_name" ] || pn_name=$(basename -- "$site_dir" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-')
+    printf '%s\n' "$pn_name"
 }
 
 know_base() {
