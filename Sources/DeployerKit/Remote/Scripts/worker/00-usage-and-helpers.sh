@@ -188,7 +188,8 @@ make_scratch() {
 ask() {
     ak_name=$1
     shift
-    ( "$@" > "$scratch/$ak_name.out" 2> "$scratch/$ak_name.err"; echo "$?" > "$scratch/$ak_name.rc" ) &
+    # (set -e holds in the subshell too: the status is caught, or a failure would leave no record)
+    ( ak_rc=0; "$@" > "$scratch/$ak_name.out" 2> "$scratch/$ak_name.err" || ak_rc=$?; echo "$ak_rc" > "$scratch/$ak_name.rc" ) &
     eval "asked_$ak_name=\$!"
 }
 
