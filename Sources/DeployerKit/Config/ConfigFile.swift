@@ -130,23 +130,13 @@ public struct ConfigFile: Sendable, Equatable {
         file.rollout.canary = try reader.int("canary")
         file.rollout.batchSize = try reader.int("batch_size")
         file.rollout.batchWait = try reader.int("batch_wait")
-        if let value = table["hooks"] {
-            guard let hooksTable = value.table else {
-                throw .wrongType(source: path, keyPath: "hooks", expected: "a table ([hooks])", found: describe(value.type))
-            }
-            let hooks = TableReader(source: path, prefix: "hooks.", table: hooksTable)
-            try hooks.rejectUnknownKeys(allowed: hookKeys)
+        if let hooks = try reader.subtable("hooks", allowed: hookKeys) {
             file.rollout.beforeSync = try hooks.string("before_sync")
             file.rollout.afterSwitch = try hooks.string("after_switch")
             file.rollout.onFailure = try hooks.string("on_failure")
             file.rollout.hookTimeout = try hooks.int("timeout")
         }
-        if let value = table["watch"] {
-            guard let watchTable = value.table else {
-                throw .wrongType(source: path, keyPath: "watch", expected: "a table ([watch])", found: describe(value.type))
-            }
-            let watch = TableReader(source: path, prefix: "watch.", table: watchTable)
-            try watch.rejectUnknownKeys(allowed: watchKeys)
+        if let watch = try reader.subtable("watch", allowed: watchKeys) {
             file.rollout.watchDebounce = try watch.int("debounce")
             file.rollout.watchPoll = try watch.int("poll")
             file.rollout.watchRetryMax = try watch.int("retry_max")
@@ -216,6 +206,17 @@ private struct TableReader {
         for key in table.keys.sorted() where !allowed.contains(key) {
             throw .unknownKey(source: source, keyPath: prefix + key, allowed: allowed)
         }
+    }
+
+    /// The table `[key]` as a reader of its own, its keys checked against `allowed`; nil when absent.
+    func subtable(_ key: String, allowed: [String]) throws(ConfigError) -> TableReader? {
+        guard let value = table[key] else { return nil }
+        guard let inner = value.table else {
+            throw .wrongType(source: source, keyPath: prefix + key, expected: "a table ([\(prefix + key)])", found: ConfigFile.describe(value.type))
+        }
+        let reader = TableReader(source: source, prefix: prefix + key + ".", table: inner)
+        try reader.rejectUnknownKeys(allowed: allowed)
+        return reader
     }
 
     func string(_ key: String) throws(ConfigError) -> String? {
