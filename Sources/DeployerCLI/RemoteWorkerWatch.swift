@@ -18,8 +18,8 @@ extension RemoteWorker {
                 is not tried there again until the link moves. One round of syncs runs at a time. \
                 The link is followed with inotify where the kernel offers it, else read every --poll \
                 seconds. One line per event goes to standard error (journald-friendly); --verbose \
-                adds every step. The config file is read again for each round; [watch] in it may \
-                set debounce, poll, retry_max and poll_only (the options win).
+                adds every step. The config file is read again for each round; its [watch] table \
+                (debounce, poll, retry_max, poll_only; the options win) is read at start.
 
                 Exit status: 0 stopped by SIGINT/SIGTERM; 2 bad input at start; 64 usage.
                 """
