@@ -245,7 +245,7 @@ enum Diagnostics {
     /// returns the exit status to throw. With `json` (the command and site of a `--json` run),
     /// standard output gets the one JSON document too.
     static func report(_ error: any Error, exitCode: Int32, json: (command: String, site: String?)? = nil) -> ExitCode {
-        let message = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
+        let message = error.userMessage
         Output.standardError("error: " + message)
         if let json {
             Output.standardOutput(JSONOutput.render(JSONRunReport(command: json.command, site: json.site, exitCode: exitCode, error: message)))

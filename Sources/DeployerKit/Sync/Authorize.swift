@@ -86,7 +86,7 @@ extension SyncRunner {
             }
             await connection.close()
         } catch {
-            result.error = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
+            result.error = error.userMessage
         }
         return result
     }

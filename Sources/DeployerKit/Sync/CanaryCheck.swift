@@ -73,7 +73,7 @@ extension SyncRunner {
     /// judges them, asking again every 2 s while a worker service has none listening yet.
     public func canaryCheck(site: String, worker: WorkerSettings, services: [String]) async -> (problem: String?, note: String) {
         func failed(_ error: any Error) -> (problem: String?, note: String) {
-            ("its job check could not run: \((error as? LocalizedError)?.errorDescription ?? String(describing: error))", "")
+            ("its job check could not run: \(error.userMessage)", "")
         }
         let connection: WorkerConnection
         do {

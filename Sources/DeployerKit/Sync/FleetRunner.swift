@@ -40,7 +40,7 @@ public struct WorkerOutcome: Sendable {
     public var problem: String? {
         if let skipped { return "not started: \(skipped)" }
         guard let error else { return nil }
-        var message = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
+        var message = error.userMessage
         if let failure = error as? SyncFailure {
             switch failure.underlying {
             case SyncError.locked, SyncError.interrupted, SyncError.rolledBack, SyncError.noPreviousRelease, SyncError.stillDraining,

@@ -109,7 +109,7 @@ public struct HistoryAnswer: Sendable, Equatable {
 extension WorkerSession {
     /// This operation's history entry, ended by `error` (nil: it succeeded).
     func historyEntry(error: (any Error)?) -> HistoryEntry {
-        let message = error.map { (($0 as? LocalizedError)?.errorDescription ?? String(describing: $0)) }
+        let message = error.map(\.userMessage)
         return HistoryEntry(
             at: startedAt, kind: report.isRollback ? "rollback" : "sync", by: WorkerLock.holder,
             from: report.previousRelease.flatMap { $0.isEmpty ? nil : $0 }, to: report.release.isEmpty ? nil : report.release,

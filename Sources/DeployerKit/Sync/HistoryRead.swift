@@ -29,7 +29,7 @@ extension SyncRunner {
 
     func history(worker: WorkerSettings, limit: Int) async -> WorkerHistory {
         var history = WorkerHistory(server: worker.server, destination: worker.destination, entries: [], badReleases: [])
-        func describe(_ error: any Error) -> String { (error as? LocalizedError)?.errorDescription ?? String(describing: error) }
+        func describe(_ error: any Error) -> String { error.userMessage }
         let connection: WorkerConnection
         do {
             connection = try await WorkerConnection.open(worker: worker, runner: runner)

@@ -104,7 +104,7 @@ struct StagedSync {
             }
         } catch {
             if session.interrupt?.received != nil { throw error }
-            session.report.warnings.append("pruning old releases failed: \((error as? LocalizedError)?.errorDescription ?? String(describing: error)); the next sync tries again")
+            session.report.warnings.append("pruning old releases failed: \(error.userMessage); the next sync tries again")
         }
     }
 

@@ -80,7 +80,7 @@ extension SyncRunner {
         do {
             connection = try await WorkerConnection.open(worker: worker, runner: runner)
         } catch {
-            status.error = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
+            status.error = error.userMessage
             return status
         }
         status.reachable = true
@@ -116,7 +116,7 @@ extension SyncRunner {
                 status.drift = trees.reduce(configs.total) { $0 + $1.total }
             }
         } catch {
-            status.error = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
+            status.error = error.userMessage
         }
         await connection.close()
         return status

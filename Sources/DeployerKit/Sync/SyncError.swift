@@ -1,5 +1,10 @@
 import Foundation
 
+extension Error {
+    /// The one line people read for this error: its own description when it has one.
+    public var userMessage: String { (self as? LocalizedError)?.errorDescription ?? String(describing: self) }
+}
+
 /// A sync failed at one step on one worker.
 public struct SyncFailure: Error, LocalizedError {
     public var step: SyncStep
@@ -18,7 +23,7 @@ public struct SyncFailure: Error, LocalizedError {
     }
 
     public var errorDescription: String? {
-        (underlying as? LocalizedError)?.errorDescription ?? String(describing: underlying)
+        underlying.userMessage
     }
 
     /// The failing command and the tail of its standard error (shown with --verbose).

@@ -106,7 +106,7 @@ public struct ReleaseWatch: Sendable {
             (settings, plans) = try makePlans()
         } catch {
             let wait = Self.retryWait(failures: 2, max: options.retryMax)
-            log("watch: cannot sync: \((error as? LocalizedError)?.errorDescription ?? String(describing: error)); trying again in \(wait) s")
+            log("watch: cannot sync: \(error.userMessage); trying again in \(wait) s")
             return .now + .seconds(wait)
         }
         func pending(_ plan: SyncPlan) -> WorkerState? {
