@@ -43,6 +43,21 @@ public struct WorkerConnection: Sendable {
                                 workspace: worker.workspacePath, phaseTimeout: worker.phaseTimeout, signal: signal)
     }
 
+    /// Opens a connection to `worker`, runs `body` on it and closes it on every path out: for the
+    /// commands that ask a worker one thing (history, the canary's job check, authorize).
+    public static func using<T>(worker: WorkerSettings, runner: any CommandRunning,
+                                _ body: (WorkerConnection) async throws -> T) async throws -> T {
+        let connection = try await open(worker: worker, runner: runner)
+        do {
+            let value = try await body(connection)
+            await connection.close()
+            return value
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+
     /// Runs `body` within `limit`, and (with `signal`) stops at once on SIGINT/SIGTERM: the two
     /// ways a wait ends early, as `RemoteError.timedOut` and `RemoteError.interrupted`.
     static func limited<T: Sendable>(step: String, host: String, _ limit: Duration, signal: (@Sendable () -> Int32?)?,

@@ -66,11 +66,11 @@ extension SyncRunner {
     public func authorize(_ key: AuthorizedKey, site: String, worker: WorkerSettings) async -> AuthorizeResult {
         var full = worker
         full.restrictedKey = nil
-        var result = AuthorizeResult(server: worker.server, entry: key.entry(siteDirectory: worker.siteDirectory), installed: false)
+        let entry = key.entry(siteDirectory: worker.siteDirectory)
+        var result = AuthorizeResult(server: worker.server, entry: entry, installed: false)
         do {
             let script = try RemoteScript.worker()
-            let connection = try await WorkerConnection.open(worker: full, runner: runner)
-            do {
+            result.entry = try await WorkerConnection.using(worker: full, runner: runner) { connection in
                 let staging = try TemporaryFolder()
                 defer { staging.remove() }
                 try Data(script.text.utf8).write(to: URL(fileURLWithPath: staging.path + "/worker.sh"))
@@ -78,13 +78,9 @@ extension SyncRunner {
                                                                 destination: worker.siteDirectory + "/.fd-authorized.new", excludes: []),
                                                   output: .quiet, checksum: false)
                 let facts = try await connection.run(.authorize(site: site, script: script.checksum, key: key.argument), step: "authorize")
-                result.entry = facts.text("authorized_entry") ?? result.entry
-                result.installed = true
-            } catch {
-                await connection.close()
-                throw error
+                return facts.text("authorized_entry") ?? entry
             }
-            await connection.close()
+            result.installed = true
         } catch {
             result.error = error.userMessage
         }

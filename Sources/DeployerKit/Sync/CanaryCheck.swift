@@ -72,29 +72,21 @@ extension SyncRunner {
     /// Reads the canary's RQ workers over a connection of its own (the sync's is closed) and
     /// judges them, asking again every 2 s while a worker service has none listening yet.
     public func canaryCheck(site: String, worker: WorkerSettings, services: [String]) async -> (problem: String?, note: String) {
-        func failed(_ error: any Error) -> (problem: String?, note: String) {
-            ("its job check could not run: \(error.userMessage)", "")
-        }
-        let connection: WorkerConnection
         do {
-            connection = try await WorkerConnection.open(worker: worker, runner: runner)
+            return try await WorkerConnection.using(worker: worker, runner: runner) { connection in
+                let end = ContinuousClock.now + Self.canaryListenWait
+                var asked = false
+                var verdict: (problem: String?, note: String)
+                repeat {
+                    if asked { try await Task.sleep(for: .seconds(2)) }
+                    asked = true
+                    let answer = JobsAnswer(try await connection.run(.jobs(site: site), step: SyncStep.canaryCheck.rawValue))
+                    verdict = CanaryCheck.verdict(answer, services: services)
+                } while verdict.problem != nil && ContinuousClock.now < end && interrupt?.received == nil
+                return verdict
+            }
         } catch {
-            return failed(error)
+            return ("its job check could not run: \(error.userMessage)", "")
         }
-        var verdict: (problem: String?, note: String) = (nil, "")
-        var asked = false
-        let end = ContinuousClock.now + Self.canaryListenWait
-        do {
-            repeat {
-                if asked { try await Task.sleep(for: .seconds(2)) }
-                asked = true
-                let answer = JobsAnswer(try await connection.run(.jobs(site: site), step: SyncStep.canaryCheck.rawValue))
-                verdict = CanaryCheck.verdict(answer, services: services)
-            } while verdict.problem != nil && ContinuousClock.now < end && interrupt?.received == nil
-        } catch {
-            verdict = failed(error)
-        }
-        await connection.close()
-        return verdict
     }
 }

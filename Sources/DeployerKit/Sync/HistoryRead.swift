@@ -29,22 +29,15 @@ extension SyncRunner {
 
     func history(worker: WorkerSettings, limit: Int) async -> WorkerHistory {
         var history = WorkerHistory(server: worker.server, destination: worker.destination, entries: [], badReleases: [])
-        func describe(_ error: any Error) -> String { error.userMessage }
-        let connection: WorkerConnection
         do {
-            connection = try await WorkerConnection.open(worker: worker, runner: runner)
-        } catch {
-            history.error = describe(error)
-            return history
-        }
-        do {
-            let answer = HistoryAnswer(try await connection.run(.history(limit: limit), step: "history"))
+            let answer = try await WorkerConnection.using(worker: worker, runner: runner) { connection in
+                HistoryAnswer(try await connection.run(.history(limit: limit), step: "history"))
+            }
             history.entries = answer.entries
             history.badReleases = answer.badReleases
         } catch {
-            history.error = describe(error)
+            history.error = error.userMessage
         }
-        await connection.close()
         return history
     }
 }
