@@ -39,25 +39,22 @@ preflight() {
         *) fail 3 "cannot reach the Docker engine on the worker as $(id -un): is dockerd running and is the user in the docker group?" ;;
     esac
     early_digest "$@"
-    # (on failure, the one line captured is compose's own error)
     [ $pf_ahead = no ] || await version workers base all
     if [ $pf_ahead = yes ] && answer version >/dev/null; then
         compose_cmd="docker compose"
         base_name=$(answer all 2>/dev/null | project_name)
-        pf_workers=$(answer workers) || fail 3 "$site_dir/docker-compose.workers.yml is not a valid compose file: $pf_workers"
-        pf_workers=$(printf '%s\n' "$pf_workers" | one_line)
-        [ -n "$pf_workers" ] || fail 3 "$site_dir/docker-compose.workers.yml defines no services"
-        pf_base=$(answer base) || fail 3 "$site_dir/docker-compose.yml is not a valid compose file: $pf_base"
-        pf_base=$(printf '%s\n' "$pf_base" | one_line)
     else
+        # No Compose v2 (or no scratch dir): the files are asked in turn, by the Compose there is.
+        pf_ahead=no
         find_compose
         know_base
-        # shellcheck disable=SC2086
-        pf_workers=$(services_of $worker_files 2>&1) || fail 3 "$site_dir/docker-compose.workers.yml is not a valid compose file: $pf_workers"
-        [ -n "$pf_workers" ] || fail 3 "$site_dir/docker-compose.workers.yml defines no services"
-        # shellcheck disable=SC2086
-        pf_base=$(services_of $base_files 2>&1) || fail 3 "$site_dir/docker-compose.yml is not a valid compose file: $pf_base"
     fi
+    # (on failure, the one line captured is compose's own error)
+    # shellcheck disable=SC2086
+    pf_workers=$(asked_services workers $worker_files 2>&1) || fail 3 "$site_dir/docker-compose.workers.yml is not a valid compose file: $pf_workers"
+    [ -n "$pf_workers" ] || fail 3 "$site_dir/docker-compose.workers.yml defines no services"
+    # shellcheck disable=SC2086
+    pf_base=$(asked_services base $base_files 2>&1) || fail 3 "$site_dir/docker-compose.yml is not a valid compose file: $pf_base"
     case " $pf_base " in
         *" schedule "*) ;;
         *) fail 3 "$site_dir/docker-compose.yml has no 'schedule' service" ;;
@@ -89,6 +86,19 @@ preflight() {
     printf 'bad_releases=%s\n' "$(bad_releases)"
     printf 'rsync_compress=%s\n' "$(rsync --version 2>/dev/null | sed -n '/^Compress list:/{n;p;}' | sed 's/^ *//')"
     printf 'rsync_checksum=%s\n' "$(rsync --version 2>/dev/null | sed -n '/^Checksum list:/{n;p;}' | sed 's/^ *//')"
+}
+
+# The services of FILES... as services_of says them: from the answer NAME when preflight asked
+# ahead (see ask), else asked now.
+asked_services() {
+    as_name=$1
+    shift
+    if [ "$pf_ahead" = yes ]; then
+        as_out=$(answer "$as_name") || { printf '%s\n' "$as_out" >&2; return 1; }
+        printf '%s\n' "$as_out" | one_line
+    else
+        services_of "$@"
+    fi
 }
 
 # Facts about the releases on the worker (preflight and status): which are there, the previous
