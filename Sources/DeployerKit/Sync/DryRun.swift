@@ -76,21 +76,13 @@ extension SyncRunner {
             return (check, rsync, trees)
         }
         let decision = ReleaseDecision.decide(plan, releases: check.releases, mainDigest: await digest.value)
-        var report = Self.describe(plan, decision: decision, check: check, rsync: rsync, trees: trees)
-        // The hooks a sync would run (none runs in a dry run).
-        let hooks = hooks.hooks
-        if let command = hooks.beforeSync, report.steps.count > 2, !report.steps[2].hasPrefix("refuse") {
-            report.steps.insert("run the before_sync hook here (\(command)); a failure stops this worker's sync", at: 2)
-        }
-        if let command = hooks.afterSwitch, !report.startServices.isEmpty {
-            report.steps.insert("run the after_switch hook here (\(command))", at: max(2, report.steps.count - 2))
-        }
-        return report
+        return Self.describe(plan, decision: decision, check: check, rsync: rsync, trees: trees, hooks: hooks.hooks)
     }
 
-    /// The steps a sync would run for `decision`, in words, and the services it would stop and start.
+    /// The steps a sync would run for `decision`, in words, with the hooks it would run (none runs
+    /// in a dry run), and the services it would stop and start.
     static func describe(_ plan: SyncPlan, decision: ReleaseDecision, check: PreflightAnswer, rsync: RsyncChoices,
-                         trees: [TreeChanges]) -> DryRunReport {
+                         trees: [TreeChanges], hooks: Hooks) -> DryRunReport {
         let worker = plan.worker
         let live = check.releases.live
         let start = plan.startedServices(workerServices: check.workerServices)
@@ -110,6 +102,9 @@ extension SyncRunner {
             report.stopServices = []
             report.startServices = []
             return report
+        }
+        if let command = hooks.beforeSync {
+            report.steps.append("run the before_sync hook here (\(command)); a failure stops this worker's sync")
         }
         switch decision {
         case .keep:
@@ -134,6 +129,9 @@ extension SyncRunner {
             report.steps.append("transfer \(plan.release) in place")
             report.steps.append("give it its own copy of the worker configs; point frappe-bench at \(plan.release)")
             report.steps.append("start \(start.joined(separator: ", ")), \(checks)")
+        }
+        if let command = hooks.afterSwitch {
+            report.steps.append("run the after_switch hook here (\(command))")
         }
         report.steps.append("release the lock")
         report.steps.append("rsync: \(rsync.summary)")
