@@ -55,10 +55,10 @@ extension RemoteWorker {
                     fleet.apply(to: &flags)
                     rollout.apply(to: &flags)
                     hooks.apply(to: &flags)
-                    flags.rollout.watchDebounce = debounce
-                    flags.rollout.watchPoll = poll
-                    flags.rollout.watchRetryMax = retryMax
-                    if pollOnly { flags.rollout.watchPollOnly = true }
+                    flags.fleet.watchDebounce = debounce
+                    flags.fleet.watchPoll = poll
+                    flags.fleet.watchRetryMax = retryMax
+                    if pollOnly { flags.fleet.watchPollOnly = true }
                 }
             }
             // Everything is checked once before watching: bad input is exit 2, as for sync.

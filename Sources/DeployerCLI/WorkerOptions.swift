@@ -120,9 +120,9 @@ struct RolloutOptions: ParsableArguments {
     var batchWait: Int?
 
     func apply(to flags: inout SyncOverrides) {
-        flags.rollout.canary = canary
-        flags.rollout.batchSize = batchSize
-        flags.rollout.batchWait = batchWait
+        flags.fleet.canary = canary
+        flags.fleet.batchSize = batchSize
+        flags.fleet.batchWait = batchWait
     }
 }
 
@@ -144,10 +144,10 @@ struct HookOptions: ParsableArguments {
     var noHooks = false
 
     func apply(to flags: inout SyncOverrides) {
-        flags.rollout.beforeSync = beforeSync
-        flags.rollout.afterSwitch = afterSwitch
-        flags.rollout.onFailure = onFailure
-        flags.rollout.hookTimeout = hookTimeout
+        flags.fleet.beforeSync = beforeSync
+        flags.fleet.afterSwitch = afterSwitch
+        flags.fleet.onFailure = onFailure
+        flags.fleet.hookTimeout = hookTimeout
         flags.noHooks = noHooks
     }
 }

@@ -87,26 +87,26 @@ struct FleetOpsTests {
         #expect(settings.rollout == Rollout(canary: 1, batchSize: 2, batchWait: 30))
         #expect(settings.hooks == Hooks(beforeSync: "curl -fsS https://ci.example/green", onFailure: "notify $FD_WORKER", timeout: 60))
         var flags = SyncOverrides()
-        flags.rollout.afterSwitch = "echo done"
-        flags.rollout.batchWait = 0
+        flags.fleet.afterSwitch = "echo done"
+        flags.fleet.batchWait = 0
         settings = try resolve(flags, file: file)
         #expect(settings.hooks.afterSwitch == "echo done" && settings.hooks.beforeSync != nil && settings.rollout.batchWait == 0)
         flags.noHooks = true
         #expect(try resolve(flags, file: file).hooks == Hooks())
         var tooMany = SyncOverrides()
-        tooMany.rollout.canary = 3
+        tooMany.fleet.canary = 3
         #expect { try resolve(tooMany, file: file) } throws: { ($0 as? ConfigError)?.errorDescription?.contains("canary") == true }
         var empty = SyncOverrides()
-        empty.rollout.beforeSync = " "
+        empty.fleet.beforeSync = " "
         #expect { try resolve(empty, file: file) } throws: { ($0 as? ConfigError)?.errorDescription?.contains("option --before-sync") == true }
         #expect(throws: ConfigError.self) { try ConfigFile.parse("[hooks]\nbefore = \"x\"\n", path: "f.toml") }
         // [watch], with the options over it.
         let watching = try ConfigFile.parse("site_name = \"a.test\"\n[watch]\ndebounce = 10\nretry_max = 60\npoll_only = true\n[remote_worker]\nserver = \"w1\"\n",
                                             path: "f.toml")
         var watchFlags = SyncOverrides()
-        watchFlags.rollout.watchDebounce = 1
+        watchFlags.fleet.watchDebounce = 1
         #expect(try resolve(watchFlags, file: watching).watch == ReleaseWatch.Options(debounce: 1, poll: 2, retryMax: 60, pollOnly: true))
-        watchFlags.rollout.watchRetryMax = 2
+        watchFlags.fleet.watchRetryMax = 2
         #expect { try resolve(watchFlags, file: watching) } throws: { ($0 as? ConfigError)?.errorDescription?.contains("watch.retry_max") == true }
         #expect(throws: ConfigError.self) { try ConfigFile.parse("[watch]\ndebounce = \"5\"\n", path: "f.toml") }
         #expect(throws: ConfigError.self) { try ConfigFile.parse("hooks = \"x\"\n", path: "f.toml") }

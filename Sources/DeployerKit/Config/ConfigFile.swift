@@ -74,7 +74,7 @@ public struct ConfigFile: Sendable, Equatable {
     public var failFast: Bool?
     /// `canary`, `batch_size`, `batch_wait`, `[hooks]` (before_sync, after_switch, on_failure, timeout)
     /// and `[watch]` (debounce, poll, retry_max, poll_only).
-    public var rollout = RolloutLayer()
+    public var fleet = FleetLayer()
 
     static let topLevelKeys = ["site_name", "benches_path", "remote_worker", "parallel", "fail_fast", "canary", "batch_size", "batch_wait", "hooks",
                                "watch"]
@@ -127,20 +127,20 @@ public struct ConfigFile: Sendable, Equatable {
         file.benchesPath = try reader.string("benches_path")
         file.parallel = try reader.int("parallel")
         file.failFast = try reader.bool("fail_fast")
-        file.rollout.canary = try reader.int("canary")
-        file.rollout.batchSize = try reader.int("batch_size")
-        file.rollout.batchWait = try reader.int("batch_wait")
+        file.fleet.canary = try reader.int("canary")
+        file.fleet.batchSize = try reader.int("batch_size")
+        file.fleet.batchWait = try reader.int("batch_wait")
         if let hooks = try reader.subtable("hooks", allowed: hookKeys) {
-            file.rollout.beforeSync = try hooks.string("before_sync")
-            file.rollout.afterSwitch = try hooks.string("after_switch")
-            file.rollout.onFailure = try hooks.string("on_failure")
-            file.rollout.hookTimeout = try hooks.int("timeout")
+            file.fleet.beforeSync = try hooks.string("before_sync")
+            file.fleet.afterSwitch = try hooks.string("after_switch")
+            file.fleet.onFailure = try hooks.string("on_failure")
+            file.fleet.hookTimeout = try hooks.int("timeout")
         }
         if let watch = try reader.subtable("watch", allowed: watchKeys) {
-            file.rollout.watchDebounce = try watch.int("debounce")
-            file.rollout.watchPoll = try watch.int("poll")
-            file.rollout.watchRetryMax = try watch.int("retry_max")
-            file.rollout.watchPollOnly = try watch.bool("poll_only")
+            file.fleet.watchDebounce = try watch.int("debounce")
+            file.fleet.watchPoll = try watch.int("poll")
+            file.fleet.watchRetryMax = try watch.int("retry_max")
+            file.fleet.watchPollOnly = try watch.bool("poll_only")
         }
         if let value = table["remote_worker"] {
             if let workerTable = value.table {

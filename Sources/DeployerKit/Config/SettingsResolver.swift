@@ -138,8 +138,8 @@ public enum SettingsResolver {
 
     /// `remote-worker watch`'s settings: flags over `[watch]` over defaults.
     private static func watch(flags: SyncOverrides, file: ConfigFile?, fileSource: String) throws(ConfigError) -> ReleaseWatch.Options {
-        let (given, stated) = (flags.rollout, file?.rollout ?? RolloutLayer())
-        func value(_ keyPath: KeyPath<RolloutLayer, Int?>, key: String, option: String, minimum: Int) throws(ConfigError) -> Int? {
+        let (given, stated) = (flags.fleet, file?.fleet ?? FleetLayer())
+        func value(_ keyPath: KeyPath<FleetLayer, Int?>, key: String, option: String, minimum: Int) throws(ConfigError) -> Int? {
             guard let value = given[keyPath: keyPath] ?? stated[keyPath: keyPath] else { return nil }
             guard value >= minimum else {
                 throw .invalidValue(source: given[keyPath: keyPath] != nil ? "option \(option)" : fileSource, keyPath: "watch.\(key)",
@@ -159,8 +159,8 @@ public enum SettingsResolver {
     private static func rollout(flags: SyncOverrides, file: ConfigFile?, fileSource: String, workers: Int) throws(ConfigError) -> Rollout {
         func origin(_ flag: Int?, _ option: String) -> String { flag != nil ? "option \(option)" : fileSource }
         var rollout = Rollout()
-        if let canary = flags.rollout.canary ?? file?.rollout.canary {
-            let source = origin(flags.rollout.canary, "--canary")
+        if let canary = flags.fleet.canary ?? file?.fleet.canary {
+            let source = origin(flags.fleet.canary, "--canary")
             guard canary >= 1 else { throw .invalidValue(source: source, keyPath: "canary", problem: "\(canary) is below the minimum of 1") }
             guard canary < workers else {
                 throw .invalidValue(source: source, keyPath: "canary",
@@ -168,10 +168,10 @@ public enum SettingsResolver {
             }
             rollout.canary = canary
         }
-        rollout.batchSize = try positive(flags.rollout.batchSize ?? file?.rollout.batchSize, name: "batch_size", source: origin(flags.rollout.batchSize, "--batch-size"))
-        if let wait = flags.rollout.batchWait ?? file?.rollout.batchWait {
+        rollout.batchSize = try positive(flags.fleet.batchSize ?? file?.fleet.batchSize, name: "batch_size", source: origin(flags.fleet.batchSize, "--batch-size"))
+        if let wait = flags.fleet.batchWait ?? file?.fleet.batchWait {
             guard wait >= 0 else {
-                throw .invalidValue(source: origin(flags.rollout.batchWait, "--batch-wait"), keyPath: "batch_wait", problem: "\(wait) is below the minimum of 0")
+                throw .invalidValue(source: origin(flags.fleet.batchWait, "--batch-wait"), keyPath: "batch_wait", problem: "\(wait) is below the minimum of 0")
             }
             rollout.batchWait = wait
         }
@@ -181,17 +181,15 @@ public enum SettingsResolver {
     /// Hooks: each command from the flags, else the file; none at all with --no-hooks.
     private static func hooks(flags: SyncOverrides, file: ConfigFile?, fileSource: String) throws(ConfigError) -> Hooks {
         if flags.noHooks { return Hooks() }
-        var hooks = Hooks(beforeSync: flags.rollout.beforeSync ?? file?.rollout.beforeSync, afterSwitch: flags.rollout.afterSwitch ?? file?.rollout.afterSwitch,
-                          onFailure: flags.rollout.onFailure ?? file?.rollout.onFailure)
-        let fromFlags: [HookName: String?] = [.beforeSync: flags.rollout.beforeSync, .afterSwitch: flags.rollout.afterSwitch, .onFailure: flags.rollout.onFailure]
-        for name in HookName.allCases {
-            if let command = hooks.command(name), command.trimmed.isEmpty {
-                let source = fromFlags[name]! != nil ? "option --\(name.rawValue.replacingOccurrences(of: "_", with: "-"))" : fileSource
-                throw .invalidValue(source: source, keyPath: "hooks.\(name.rawValue)", problem: "the command is empty: give a command, or leave the hook out")
-            }
+        let stated = file?.fleet ?? FleetLayer()
+        func command(_ name: HookName) -> String? { flags.fleet.hook(name) ?? stated.hook(name) }
+        var hooks = Hooks(beforeSync: command(.beforeSync), afterSwitch: command(.afterSwitch), onFailure: command(.onFailure))
+        for name in HookName.allCases where command(name)?.trimmed.isEmpty == true {
+            let source = flags.fleet.hook(name) != nil ? "option --\(name.rawValue.replacingOccurrences(of: "_", with: "-"))" : fileSource
+            throw .invalidValue(source: source, keyPath: "hooks.\(name.rawValue)", problem: "the command is empty: give a command, or leave the hook out")
         }
-        if let timeout = try positive(flags.rollout.hookTimeout ?? file?.rollout.hookTimeout, name: "hooks.timeout",
-                                      source: flags.rollout.hookTimeout != nil ? "option --hook-timeout" : fileSource) {
+        if let timeout = try positive(flags.fleet.hookTimeout ?? file?.fleet.hookTimeout, name: "hooks.timeout",
+                                      source: flags.fleet.hookTimeout != nil ? "option --hook-timeout" : fileSource) {
             hooks.timeout = timeout
         }
         return hooks

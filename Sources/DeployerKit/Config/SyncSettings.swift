@@ -119,17 +119,17 @@ public struct SyncOverrides: Sendable, Equatable {
     public var parallel: Int?
     public var failFast = false
     public var acceptNewHostKey = false
-    /// Canary, batches and hooks from the command line (each replaces the file's).
-    public var rollout = RolloutLayer()
+    /// Canary, batches, hooks and watch settings from the command line (each replaces the file's).
+    public var fleet = FleetLayer()
     /// Run no hooks in this run.
     public var noHooks = false
 
     public init() {}
 }
 
-/// Canary, batches and hooks as one layer (the file's top level and `[hooks]`, or the command line)
-/// states them; nil means "not said".
-public struct RolloutLayer: Sendable, Equatable {
+/// The fleet-wide settings (canary and batches, hooks, watch) as one layer (the file's top level,
+/// `[hooks]` and `[watch]`, or the command line) states them; nil means "not said".
+public struct FleetLayer: Sendable, Equatable {
     public var canary: Int?
     public var batchSize: Int?
     public var batchWait: Int?
@@ -144,4 +144,13 @@ public struct RolloutLayer: Sendable, Equatable {
     public var watchPollOnly: Bool?
 
     public init() {}
+
+    /// The command this layer gives hook `name`.
+    public func hook(_ name: HookName) -> String? {
+        switch name {
+        case .beforeSync: beforeSync
+        case .afterSwitch: afterSwitch
+        case .onFailure: onFailure
+        }
+    }
 }

@@ -74,7 +74,7 @@ public struct HistoryEntry: Sendable, Equatable, Encodable {
         if let noJobsSeconds { fields.append("no_jobs=\(String(format: "%.2f", noJobsSeconds))") }
         if kept { fields.append("kept=yes") }
         if let error { fields.append("error=\(Redaction.redacted(error))") }
-        return fields.map { $0.map { $0 == "\t" || $0.isNewline ? " " : $0 }.reduce(into: "") { $0.append($1) } }
+        return fields.map { String($0.map { $0 == "\t" || $0.isNewline ? " " : $0 }) }
             .map { String($0.prefix(400)) }.joined(separator: "\t")
     }
 
