@@ -56,7 +56,8 @@ class Host:
         for line in testbed("env", self.name).splitlines():
             key, _, value = line.partition("=")
             self.env[key] = value
-        self.address = self.env["FDTB_ADDRESS"]
+        self.address = self.connect = self.env["FDTB_ADDRESS"]
+        self.site_dir = f"{self.env['FDTB_DIR']}/home/frappe/frappe/sites/{SITE}"
         self.remote_ws = f"/home/frappe/frappe/sites/{SITE}/workspace"
         self.sshd_log = self.env["FDTB_DIR"] + "/sshd.log"
 
@@ -65,18 +66,27 @@ class Host:
         testbed("down", self.name)
 
     def start_link(self, link, one_way_ms):
-        self.port = 22
+        self.port, self.connect = 22, self.address
         if link == "wan":
             self.proxy = subprocess.Popen(["ip", "netns", "exec", f"fdtb-{self.name}", sys.executable,
-                                           os.path.join(ROOT, "scripts/bench/delay_proxy.py"),
-                                           f"{self.address}:2222", f"{self.address}:22", str(one_way_ms)])
+                                           os.path.join(ROOT, "scripts/bench/delay_proxy.py"), str(one_way_ms),
+                                           f"{self.address}:2222={self.address}:22"])
             time.sleep(0.5)
             self.port = 2222
-        # The worker's known_hosts entry names port 22; the proxied port is the same host key.
+        self.trust_proxy()
+
+    def uplink_route(self, slot):
+        """This worker behind the main server's shared uplink proxy: a loopback address of its own."""
+        self.port, self.connect = 2222, f"127.0.0.{10 + slot}"
+        self.trust_proxy()
+        return f"{self.connect}:2222={self.address}:22"
+
+    def trust_proxy(self):
+        """The worker's known_hosts entry names port 22; the proxied ports carry the same host key."""
         with open(self.env["FDTB_KNOWN_HOSTS"]) as handle:
             key = handle.read().split(" ", 1)[1].strip().split("\n")[0]
         with open(self.env["FDTB_KNOWN_HOSTS"], "w") as handle:
-            handle.write(f"{self.address} {key}\n[{self.address}]:2222 {key}\n")
+            handle.write("".join(f"{name} {key}\n" for name in (self.address, f"[{self.address}]:2222", f"[{self.connect}]:2222")))
 
     def stop_link(self):
         if self.proxy:
@@ -85,11 +95,20 @@ class Host:
             self.proxy = None
 
     def ssh(self, command):
-        return sh(["ssh", "-F", self.env["FDTB_SSH_CONFIG"], "-p", str(self.port), "-o", "BatchMode=yes", f"frappe@{self.address}", command])
+        return sh(["ssh", "-F", self.env["FDTB_SSH_CONFIG"], "-o", "BatchMode=yes", f"frappe@{self.address}", command])
+
+    def tree_signature(self, release):
+        """What a copy is, byte for byte: every entry's path, type, mode, size, mtime and link
+        target, and every file's content hash, for the release and deployment-data."""
+        return self.ssh(f"cd {self.remote_ws} && for tree in {release} deployment-data; do (cd $tree && "
+                        "find . -mindepth 1 -printf '%P\\t%y\\t%m\\t%s\\t%T@\\t%l\\n' | LC_ALL=C sort && "
+                        "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum); done | md5sum").split()[0]
 
     def reset(self):
-        """An empty worker: services down, workspace and tool state removed."""
-        self.ssh(f"cd /home/frappe/frappe/sites/{SITE} && docker compose -f docker-compose.yml -f docker-compose.workers.yml down 2>/dev/null; "
+        """An empty worker: every container gone (the tool's earlier generations are Compose
+        projects of their own, which a `compose down` of the site's files leaves running), workspace
+        and tool state removed."""
+        self.ssh(f"docker ps -aq | xargs -r docker rm -f >/dev/null; "
                  f"rm -rf {self.remote_ws} /home/frappe/frappe/sites/{SITE}/.frappe-deployer; mkdir -p {self.remote_ws}")
 
     def write_own_files(self):
@@ -142,7 +161,7 @@ class Bench:
         """One ssh_config that reaches every worker (each has its own client key and host key)."""
         blocks = []
         for host in self.hosts:
-            blocks.append(f"Host {host.address}\n    IdentityFile {host.env['FDTB_DIR']}/client_key\n"
+            blocks.append(f"Host {host.address} {host.connect}\n    IdentityFile {host.env['FDTB_DIR']}/client_key\n"
                           f"    UserKnownHostsFile {host.env['FDTB_KNOWN_HOSTS']}\n")
         blocks.append("Host *\n    IdentitiesOnly yes\n    GlobalKnownHostsFile /dev/null\n    ConnectTimeout 5\n")
         os.makedirs(self.base, exist_ok=True)
@@ -155,11 +174,12 @@ class Bench:
         os.symlink(release, link)
 
     # -- contenders ------------------------------------------------------------------------------
-    def run_tool(self, release, hosts, extra=()):
-        args = [self.tool, "remote-worker", "sync", SITE, "--ssh-port", str(hosts[0].port),
+    def run_tool(self, release, hosts, extra=(), direct=False):
+        """A sync through each worker's link (direct: straight to its sshd, for untimed set-up)."""
+        args = [self.tool, "remote-worker", "sync", SITE, "--ssh-port", "22" if direct else str(hosts[0].port),
                 "--ssh-config", self.ssh_config, "--benches-path", self.benches, *extra]
         for host in hosts:
-            args += ["--server", host.address]
+            args += ["--server", host.address if direct else host.connect]
         start = time.monotonic()
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         peak = 0
@@ -176,6 +196,8 @@ class Bench:
         wall = time.monotonic() - start
         if process.returncode != 0:
             raise RuntimeError(f"tool failed: {err[-2000:]}")
+        if os.environ.get("BENCH_SHOW"):
+            print(out, file=sys.stderr)
         # No downtime line: the verified release and its running services were kept.
         downtime = max([float(d) for d in re.findall(r"downtime: ([0-9.]+) s", out)] or [0.0])
         sent = sum(self.parse_size(m) for m in re.findall(r"([0-9.]+ [KMG]?i?B) sent, [0-9.]+ [KMG]?i?B received", out))
@@ -187,7 +209,7 @@ class Bench:
         sent, downtime = 0, 0.0
         for host in hosts:
             out = sh(["bash", os.path.join(ROOT, "scripts/bench/spec_sequence.sh"), host.env["FDTB_SSH_CONFIG"], str(host.port),
-                      f"frappe@{host.address}", self.ws, host.remote_ws, SITE, release])
+                      f"frappe@{host.connect}", self.ws, host.remote_ws, SITE, release])
             sent += sum(int(m.replace(",", "")) for m in re.findall(r"Total bytes sent: ([0-9,]+)", out))
             downtime = max(downtime, int(re.search(r"downtime_ms=(\d+)", out).group(1)) / 1000)
         return {"wall": time.monotonic() - start, "downtime": downtime, "sent": sent, "memory_kib": None}
@@ -200,13 +222,13 @@ class Bench:
         for host in hosts:
             control = f"/tmp/fd-bench-{os.getpid()}-{host.index}"
             sh(["ssh", "-F", host.env["FDTB_SSH_CONFIG"], "-p", str(host.port), "-o", "BatchMode=yes", "-o", f"ControlPath={control}",
-                "-o", "ControlMaster=yes", "-o", "ControlPersist=30", "-f", "-N", f"frappe@{host.address}"])
+                "-o", "ControlMaster=yes", "-o", "ControlPersist=30", "-f", "-N", f"frappe@{host.connect}"])
             ssh = f"ssh -F {host.env['FDTB_SSH_CONFIG']} -p {host.port} -o BatchMode=yes -o ControlPath={control}"
             commands.append((host, control, [
                 ["rsync", "-az", "--delete", "--stats", "-e", ssh, *link, *excludes,
-                 f"{self.ws}/{release}/", f"frappe@{host.address}:{host.remote_ws}/{release}/"],
+                 f"{self.ws}/{release}/", f"frappe@{host.connect}:{host.remote_ws}/{release}/"],
                 ["rsync", "-az", "--delete", "--stats", "-e", ssh, *excludes,
-                 f"{self.ws}/deployment-data/", f"frappe@{host.address}:{host.remote_ws}/deployment-data/"]]))
+                 f"{self.ws}/deployment-data/", f"frappe@{host.connect}:{host.remote_ws}/deployment-data/"]]))
         start = time.monotonic()
         outputs = []
 
@@ -219,8 +241,45 @@ class Bench:
             thread.join()
         wall = time.monotonic() - start
         for host, control, _ in commands:
-            subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", f"frappe@{host.address}"], capture_output=True)
+            subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", f"frappe@{host.connect}"], capture_output=True)
         sent = sum(int(m.replace(",", "")) for out in outputs for m in re.findall(r"Total bytes sent: ([0-9,]+)", out))
+        return {"wall": wall, "downtime": None, "sent": sent, "memory_kib": None}
+
+    def run_stream(self, release, hosts):
+        """The first copy as one streamed archive over an already open connection: the entries
+        rsync's filter engine picks (same excludes), tar (posix format: sub-second mtimes) through
+        zstd, unpacked on the worker. No service handling, like the floor."""
+        host = hosts[0]
+        control = f"/tmp/fd-bench-{os.getpid()}-{host.index}"
+        sh(["ssh", "-F", host.env["FDTB_SSH_CONFIG"], "-p", str(host.port), "-o", "BatchMode=yes", "-o", f"ControlPath={control}",
+            "-o", "ControlMaster=yes", "-o", "ControlPersist=30", "-f", "-N", f"frappe@{host.connect}"])
+        empty = f"{self.base}/empty"
+        os.makedirs(empty, exist_ok=True)
+        start = time.monotonic()
+        names = []
+        for tree in (release, "deployment-data"):
+            listed = sh(["rsync", "-a", "-8", "--dry-run", "--out-format=%n", *[f"--exclude={p}" for p in EXCLUDES], f"{self.ws}/{tree}/", f"{empty}/"])
+            names += [tree] + [f"{tree}/{name}".rstrip("/") for name in listed.splitlines() if name and name != "./"]
+        tar = subprocess.Popen(["tar", "-C", self.ws, "--format=posix", "--pax-option=delete=atime,delete=ctime", "--no-recursion", "--null",
+                                "-T", "-", "-cf", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        zstd = subprocess.Popen(["zstd", "-3", "-T0", "-q", "-c"], stdin=tar.stdout, stdout=subprocess.PIPE)
+        tar.stdout.close()
+        unpack = subprocess.Popen(["ssh", "-F", host.env["FDTB_SSH_CONFIG"], "-p", str(host.port), "-o", "BatchMode=yes", "-o", f"ControlPath={control}",
+                                   f"frappe@{host.connect}", f"mkdir -p {host.remote_ws} && zstd -dcq | tar -xpf - -C {host.remote_ws}"],
+                                  stdin=subprocess.PIPE)
+        feeder = threading.Thread(target=lambda: (tar.stdin.write("".join(n + "\0" for n in names).encode()), tar.stdin.close()))
+        feeder.start()
+        sent = 0
+        while chunk := zstd.stdout.read(1 << 16):
+            sent += len(chunk)
+            unpack.stdin.write(chunk)
+        unpack.stdin.close()
+        feeder.join()
+        codes = [tar.wait(), zstd.wait(), unpack.wait()]
+        wall = time.monotonic() - start
+        subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", f"frappe@{host.connect}"], capture_output=True)
+        if any(codes):
+            raise RuntimeError(f"stream failed: {codes}")
         return {"wall": wall, "downtime": None, "sent": sent, "memory_kib": None}
 
     @staticmethod
@@ -230,7 +289,7 @@ class Bench:
 
     # -- scenarios -------------------------------------------------------------------------------
     def measure(self, contender, scenario):
-        hosts = self.hosts if scenario == "four" else self.hosts[:1]
+        hosts = self.hosts[:4] if scenario == "four" else self.hosts[:1]
         for host in hosts:
             host.reset()
         release, base = "release_1", None
@@ -256,11 +315,67 @@ class Bench:
             result = self.run_tool(release, hosts)
         elif contender == "spec":
             result = self.run_spec(release, hosts)
+        elif contender == "stream":
+            result = self.run_stream(release, hosts)
         else:
             result = self.run_floor(release, base, hosts)
+        if scenario == "first" and contender in ("stream", "floor"):
+            result["tree"] = hosts[0].tree_signature(release)
         time.sleep(0.2)
         result["handshakes"] = sum(h.handshakes() for h in hosts) - before
         return result
+
+
+class Fleet:
+    """N workers on the same base release receive a new release through the main server's one
+    uplink, limited and shared (one proxy in the main server's namespace, a route per worker)."""
+
+    def __init__(self, bench, hosts, mbit):
+        self.bench, self.hosts, self.mbit = bench, hosts, mbit
+        self.snapshot = f"{bench.base}/snapshot"
+        self.proxy = None
+
+    def start(self):
+        routes = [host.uplink_route(slot) for slot, host in enumerate(self.hosts)]
+        self.proxy = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts/bench/delay_proxy.py"), "0",
+                                       "--uplink-mbit", str(self.mbit), *routes])
+        time.sleep(0.5)
+        self.bench.write_ssh_config()
+
+    def stop(self):
+        if self.proxy:
+            self.proxy.terminate()
+            self.proxy.wait()
+            self.proxy = None
+
+    def prepare(self, hosts):
+        """release_1 live on each worker, as the tool leaves it, without paying a first copy per
+        worker: one first sync, kept as a snapshot, copied into the others' site directories (each
+        worker's /home is a directory on this machine), then a sync of the same release starts
+        their services."""
+        bench = self.bench
+        bench.set_current("release_1")
+        if not os.path.isdir(self.snapshot):
+            self.hosts[0].reset()
+            bench.run_tool("release_1", self.hosts[:1], direct=True)
+            os.makedirs(self.snapshot)
+            sh(["cp", "-a", f"{self.hosts[0].site_dir}/workspace", f"{self.hosts[0].site_dir}/.frappe-deployer", self.snapshot])
+        for host in hosts:
+            host.reset()
+            sh(["rm", "-rf", f"{host.site_dir}/workspace", f"{host.site_dir}/.frappe-deployer"])
+            sh(["cp", "-a", f"{self.snapshot}/workspace", f"{self.snapshot}/.frappe-deployer", host.site_dir])
+        bench.run_tool("release_1", hosts, direct=True)
+        for host in hosts:
+            host.write_own_files()
+        bench.set_current("release_2")
+        os.sync()
+
+    def measure(self, contender, count):
+        hosts = self.hosts[:count]
+        self.prepare(hosts)
+        if contender == "tool":
+            return self.bench.run_tool("release_2", hosts)
+        return self.bench.run_floor("release_2", "release_1", hosts)
 
 
 def median_run(runs):
@@ -275,6 +390,14 @@ def fmt_size(value):
         value /= 1024
 
 
+def cell(result, key, fmt):
+    return fmt(result[key]) if result and result.get(key) is not None else "-"
+
+
+def ratio(a, b):
+    return f"{a['wall'] / b['wall']:.2f}x" if a and b else "-"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tool", required=True)
@@ -283,6 +406,8 @@ def main():
     parser.add_argument("--one-way-ms", type=float, default=25)
     parser.add_argument("--links", default="plain,wan")
     parser.add_argument("--scenarios", default="first,nochange,newrelease,four")
+    parser.add_argument("--fleet", default="1,4,8", help="fleet sizes for a new release through a limited uplink; empty to skip")
+    parser.add_argument("--uplink-mbit", type=float, default=20, help="the main server's uplink for the fleet rows")
     parser.add_argument("--output", default=None)
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender; the median is reported")
     parser.add_argument("--compress-ab", action="store_true", help="also time a first copy with each compression")
@@ -290,7 +415,9 @@ def main():
     args = parser.parse_args()
 
     scenarios = [name for name in args.scenarios.split(",") if name]
-    hosts = [Host(WORKER, INDEX)] + ([Host(f"{WORKER}{i}", INDEX + i) for i in range(1, 4)] if "four" in scenarios else [])
+    fleet_sizes = [int(n) for n in args.fleet.split(",") if n]
+    count = max([4 if "four" in scenarios else 1] + fleet_sizes)
+    hosts = [Host(WORKER, INDEX)] + [Host(f"{WORKER}{i}", INDEX + i) for i in range(1, count)]
     bench = Bench(args, hosts)
     bench.make_fixture(args.profile)
     rows = []
@@ -305,19 +432,37 @@ def main():
             bench.write_ssh_config()
             try:
                 for scenario in scenarios:
-                    runs = {c: [] for c in ("spec", "tool", "floor")}
-                    order = ["spec", "tool", "floor"]
+                    order = ["spec", "tool", "floor"] + (["stream"] if scenario == "first" else [])
+                    runs = {c: [] for c in order}
                     for _ in range(args.repeat):
                         for contender in order:
                             runs[contender].append(bench.measure(contender, scenario))
                         order = order[1:] + order[:1]  # each contender takes each position in turn
                     results = {c: median_run(r) for c, r in runs.items()}
+                    if "stream" in results:
+                        # Every stream copy and every rsync copy must be the same tree.
+                        trees = {r["tree"] for c in ("stream", "floor") for r in runs[c]}
+                        results["stream"]["identical"] = len(trees) == 1
                     rows.append((link, scenario, results))
                     print(f"{link:5} {scenario:10} " + "  ".join(
                         f"{c}: {r['wall']:.1f}s {fmt_size(r['sent'])} {r['handshakes']}hs" for c, r in results.items()), file=sys.stderr)
             finally:
                 for host in hosts:
                     host.stop_link()
+        if fleet_sizes:
+            fleet = Fleet(bench, hosts, args.uplink_mbit)
+            fleet.start()
+            try:
+                for size in fleet_sizes:
+                    runs = {"tool": [], "floor": []}
+                    for _ in range(args.repeat):
+                        for contender in runs:
+                            runs[contender].append(fleet.measure(contender, size))
+                    results = {c: median_run(r) for c, r in runs.items()}
+                    rows.append((f"uplink {args.uplink_mbit:g} Mbit/s", f"fleet {size}", results))
+                    print(f"fleet {size}: " + "  ".join(f"{c}: {r['wall']:.1f}s {fmt_size(r['sent'])}" for c, r in results.items()), file=sys.stderr)
+            finally:
+                fleet.stop()
         if args.compress_ab:
             # The first copy of the real release with each compression, one after another, per link.
             for link in args.links.split(","):
@@ -353,17 +498,27 @@ def main():
             host.down()
         shutil.rmtree(bench.base, ignore_errors=True)
 
+    one_worker = next((r["tool"] for _, scenario, r in rows if scenario == "fleet 1"), None)
     lines = [f"Fixture: {args.profile} ({bench.file_count} files in the release); wan = {2 * args.one_way_ms:.0f} ms round trip through a delay proxy; "
-             f"median of {args.repeat} runs per contender, order rotated, page cache flushed before each run.",
+             f"median of {args.repeat} runs per contender, order rotated, page cache flushed before each run; before a no-change or new-release run "
+             f"the worker's services write files of their own into deployment-data. stream = the first copy as one tar | zstd stream over an open "
+             f"connection (same entries as rsync picks), no service handling. fleet N = a new release (3% of files changed) to N workers at once "
+             f"through the main server's shared, limited uplink; the spec's tool syncs one worker per run (N times its one-worker time).",
              "",
-             "| link | scenario | spec s | tool s | floor s | tool/spec | tool/floor | downtime spec / tool | sent spec / tool / floor | ssh handshakes spec / tool | tool peak memory |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| link | scenario | spec s | tool s | floor s | stream s | tool/spec | tool/floor | downtime spec / tool | sent spec / tool / floor | ssh handshakes spec / tool | tool peak memory | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    seconds = lambda v: f"{v:.1f}"
     for link, scenario, r in rows:
-        s, t, f = r["spec"], r["tool"], r["floor"]
-        lines.append(f"| {link} | {scenario} | {s['wall']:.1f} | {t['wall']:.1f} | {f['wall']:.1f} | {t['wall'] / s['wall']:.2f}x | "
-                     f"{t['wall'] / f['wall']:.2f}x | {s['downtime']:.1f} / {t['downtime']:.1f} s | "
-                     f"{fmt_size(s['sent'])} / {fmt_size(t['sent'])} / {fmt_size(f['sent'])} | {s['handshakes']} / {t['handshakes']} | "
-                     f"{t['memory_kib'] / 1024:.1f} MiB |")
+        s, t, f, st = r.get("spec"), r["tool"], r["floor"], r.get("stream")
+        note = ""
+        if st:
+            note = f"stream/floor {ratio(st, f)}, sent {fmt_size(st['sent'])}, tree {'identical' if st['identical'] else 'DIFFERS'} to rsync's"
+        elif scenario.startswith("fleet") and one_worker:
+            note = f"tool {ratio(t, one_worker)} of one worker"
+        lines.append(f"| {link} | {scenario} | {cell(s, 'wall', seconds)} | {t['wall']:.1f} | {f['wall']:.1f} | {cell(st, 'wall', seconds)} | "
+                     f"{ratio(t, s)} | {ratio(t, f)} | {cell(s, 'downtime', seconds)} / {t['downtime']:.1f} s | "
+                     f"{cell(s, 'sent', fmt_size)} / {fmt_size(t['sent'])} / {fmt_size(f['sent'])} | {cell(s, 'handshakes', str)} / {t['handshakes'] if 'handshakes' in t else '-'} | "
+                     f"{t['memory_kib'] / 1024:.1f} MiB | {note} |")
     if compress_rows:
         lines += ["", "First copy of the release by compression (tool, median of the same runs):", "",
                   "| link | compression | wall s | sent |", "|---|---|---|---|"]
