@@ -40,6 +40,29 @@ def testbed(*args, env=None):
     return sh(["bash", TESTBED, *args], env=env)
 
 
+class CPU:
+    """CPU seconds spent during a run: on the main server's side (this process's finished
+    children and theirs: the tool, its rsync, ssh and zstd, or the spec's and the floor's), and on
+    the whole machine (/proc/stat), whose rest is the workers' side (sshd, rsync, Docker) plus a
+    proxy: on this one machine, every worker shares the same cores with the main server."""
+
+    def __init__(self):
+        self.main, self.all = self.read()
+
+    @staticmethod
+    def read():
+        times = os.times()
+        with open("/proc/stat") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+        busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+        return times.children_user + times.children_system, busy / os.sysconf("SC_CLK_TCK")
+
+    def record(self, result):
+        main, total = self.read()
+        result["cpu_main"], result["cpu_all"] = main - self.main, total - self.all
+        return result
+
+
 class Host:
     """One testbed worker and the link to it."""
 
@@ -311,6 +334,7 @@ class Bench:
         for host in hosts:
             host.ssh("sync")
         before = sum(h.handshakes() for h in hosts)
+        cpu = CPU()
         if contender == "tool":
             result = self.run_tool(release, hosts)
         elif contender == "spec":
@@ -319,6 +343,7 @@ class Bench:
             result = self.run_stream(release, hosts)
         else:
             result = self.run_floor(release, base, hosts)
+        cpu.record(result)
         if scenario == "first" and contender in ("stream", "floor"):
             result["tree"] = hosts[0].tree_signature(release)
         time.sleep(0.2)
@@ -373,9 +398,10 @@ class Fleet:
     def measure(self, contender, count):
         hosts = self.hosts[:count]
         self.prepare(hosts)
+        cpu = CPU()
         if contender == "tool":
-            return self.bench.run_tool("release_2", hosts)
-        return self.bench.run_floor("release_2", "release_1", hosts)
+            return cpu.record(self.bench.run_tool("release_2", hosts))
+        return cpu.record(self.bench.run_floor("release_2", "release_1", hosts))
 
 
 def median_run(runs):
@@ -460,7 +486,7 @@ def main():
                             runs[contender].append(fleet.measure(contender, size))
                     results = {c: median_run(r) for c, r in runs.items()}
                     rows.append((f"uplink {args.uplink_mbit:g} Mbit/s", f"fleet {size}", results))
-                    print(f"fleet {size}: " + "  ".join(f"{c}: {r['wall']:.1f}s {fmt_size(r['sent'])}" for c, r in results.items()), file=sys.stderr)
+                    print(f"fleet {size}: " + "  ".join(f"{c}: {r['wall']:.1f}s {fmt_size(r['sent'])} cpu {r['cpu_main']:.1f}/{r['cpu_all']:.1f}s" for c, r in results.items()), file=sys.stderr)
             finally:
                 fleet.stop()
         if args.compress_ab:
@@ -503,10 +529,11 @@ def main():
              f"median of {args.repeat} runs per contender, order rotated, page cache flushed before each run; before a no-change or new-release run "
              f"the worker's services write files of their own into deployment-data. stream = the first copy as one tar | zstd stream over an open "
              f"connection (same entries as rsync picks), no service handling. fleet N = a new release (3% of files changed) to N workers at once "
-             f"through the main server's shared, limited uplink; the spec's tool syncs one worker per run (N times its one-worker time).",
+             f"through the main server's shared, limited uplink; the spec's tool syncs one worker per run (N times its one-worker time). CPU s: "
+             f"the main server's side (the tool and its rsync, ssh, zstd) / the whole {os.cpu_count()}-core machine, which the workers share here.",
              "",
-             "| link | scenario | spec s | tool s | floor s | stream s | tool/spec | tool/floor | downtime spec / tool | sent spec / tool / floor | ssh handshakes spec / tool | tool peak memory | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| link | scenario | spec s | tool s | floor s | stream s | tool/spec | tool/floor | downtime spec / tool | sent spec / tool / floor | ssh handshakes spec / tool | tool peak memory | tool CPU s main / all | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     seconds = lambda v: f"{v:.1f}"
     for link, scenario, r in rows:
         s, t, f, st = r.get("spec"), r["tool"], r["floor"], r.get("stream")
@@ -518,7 +545,7 @@ def main():
         lines.append(f"| {link} | {scenario} | {cell(s, 'wall', seconds)} | {t['wall']:.1f} | {f['wall']:.1f} | {cell(st, 'wall', seconds)} | "
                      f"{ratio(t, s)} | {ratio(t, f)} | {cell(s, 'downtime', seconds)} / {t['downtime']:.1f} s | "
                      f"{cell(s, 'sent', fmt_size)} / {fmt_size(t['sent'])} / {fmt_size(f['sent'])} | {cell(s, 'handshakes', str)} / {t['handshakes'] if 'handshakes' in t else '-'} | "
-                     f"{t['memory_kib'] / 1024:.1f} MiB | {note} |")
+                     f"{t['memory_kib'] / 1024:.1f} MiB | {t['cpu_main']:.1f} / {t['cpu_all']:.1f} | {note} |")
     if compress_rows:
         lines += ["", "First copy of the release by compression (tool, median of the same runs):", "",
                   "| link | compression | wall s | sent |", "|---|---|---|---|"]
