@@ -526,7 +526,7 @@ def main():
 
     one_worker = next((r["tool"] for _, scenario, r in rows if scenario == "fleet 1"), None)
     lines = [f"Fixture: {args.profile} ({bench.file_count} files in the release); wan = {2 * args.one_way_ms:.0f} ms round trip through a delay proxy; "
-             f"median of {args.repeat} runs per contender, order rotated, page cache flushed before each run; before a no-change or new-release run "
+             f"median of {args.repeat} runs per contender, order rotated, dirty pages written out (sync) before each run; before a no-change or new-release run "
              f"the worker's services write files of their own into deployment-data. stream = the first copy as one tar | zstd stream over an open "
              f"connection (same entries as rsync picks), no service handling. fleet N = a new release (3% of files changed) to N workers at once "
              f"through the main server's shared, limited uplink; the spec's tool syncs one worker per run (N times its one-worker time). CPU s: "

@@ -28,7 +28,7 @@ public struct SubprocessRunner: CommandRunning {
             ) { execution in
                 async let errorTail: [String] = {
                     var tail: [String] = []
-                    for try await line in execution.standardError.strings() {
+                    try await Self.lines(of: execution.standardError) { line in
                         onLine?(.standardError, line)
                         tail.append(line)
                         if tail.count > Self.errorTailLines { tail.removeFirst() }
@@ -36,7 +36,7 @@ public struct SubprocessRunner: CommandRunning {
                     return tail
                 }()
                 var output = ""
-                for try await line in execution.standardOutput.strings() {
+                try await Self.lines(of: execution.standardOutput) { line in
                     onLine?(.standardOutput, line)
                     if output.utf8.count < Self.outputLimit, command.keepsLine?(line) ?? true { output += line + "\n" }
                 }
@@ -50,6 +50,15 @@ public struct SubprocessRunner: CommandRunning {
 }
 
 extension SubprocessRunner {
+    /// Each line of `output` as it arrives (see LineSplitter).
+    static func lines(of output: SubprocessOutputSequence, _ line: (String) -> Void) async throws {
+        var splitter = LineSplitter()
+        for try await buffer in output {
+            buffer.withUnsafeBytes { splitter.feed($0, line) }
+        }
+        splitter.finish(line)
+    }
+
     /// Standard input as an unlinked temporary file, read by the child at its own pace: a child
     /// that exits without reading it all (ssh failing to connect, a refusal) can never leave the
     /// tool writing into a closed pipe (SIGPIPE) or blocked on a full one.
