@@ -36,6 +36,14 @@ def sh(args, **kw):
     return subprocess.run(args, check=True, text=True, capture_output=True, **kw).stdout
 
 
+def stop_process(process):
+    """Ends a proxy this benchmark started; None to forget it."""
+    if process:
+        process.terminate()
+        process.wait()
+    return None
+
+
 def testbed(*args, env=None):
     return sh(["bash", TESTBED, *args], env=env)
 
@@ -112,10 +120,7 @@ class Host:
             handle.write("".join(f"{name} {key}\n" for name in (self.address, f"[{self.address}]:2222", f"[{self.connect}]:2222")))
 
     def stop_link(self):
-        if self.proxy:
-            self.proxy.terminate()
-            self.proxy.wait()
-            self.proxy = None
+        self.proxy = stop_process(self.proxy)
 
     def ssh(self, command):
         return sh(["ssh", "-F", self.env["FDTB_SSH_CONFIG"], "-o", "BatchMode=yes", f"frappe@{self.address}", command])
@@ -368,10 +373,7 @@ class Fleet:
         self.bench.write_ssh_config()
 
     def stop(self):
-        if self.proxy:
-            self.proxy.terminate()
-            self.proxy.wait()
-            self.proxy = None
+        self.proxy = stop_process(self.proxy)
 
     def prepare(self, hosts):
         """release_1 live on each worker, as the tool leaves it, without paying a first copy per
