@@ -242,14 +242,14 @@ public enum DeployerTool {
             let pid = execution.processIdentifier.value
             async let errors: [String] = {
                 var lines: [String] = []
-                for try await line in execution.standardError.strings() {
+                try await SubprocessRunner.lines(of: execution.standardError) { line in
                     lines.append(line)
                     onError?(line, pid)
                 }
                 return lines
             }()
             var output = ""
-            for try await line in execution.standardOutput.strings() { output += line + "\n" }
+            try await SubprocessRunner.lines(of: execution.standardOutput) { output += $0 + "\n" }
             return (output, try await errors)
         }
         return ToolResult(exitCode: result.terminationStatus.shellExitCode, standardOutput: result.closureResult.0, standardError: result.closureResult.1)

@@ -50,8 +50,9 @@ public struct SubprocessRunner: CommandRunning {
 }
 
 extension SubprocessRunner {
-    /// Each line of `output` as it arrives (see LineSplitter).
-    static func lines(of output: SubprocessOutputSequence, _ line: (String) -> Void) async throws {
+    /// Each line of `output` as it arrives (see LineSplitter): for every reader of a child's output,
+    /// the tool's runner and the tests' runner of the tool.
+    public static func lines(of output: SubprocessOutputSequence, _ line: (String) -> Void) async throws {
         var splitter = LineSplitter()
         for try await buffer in output {
             buffer.withUnsafeBytes { splitter.feed($0, line) }
