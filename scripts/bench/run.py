@@ -125,6 +125,17 @@ class Host:
     def ssh(self, command):
         return sh(["ssh", "-F", self.env["FDTB_SSH_CONFIG"], "-o", "BatchMode=yes", f"frappe@{self.address}", command])
 
+    def open_master(self):
+        """An ssh master connection to the worker through its link, opened before the timed part:
+        the argv of ssh over it, for rsync -e and the stream."""
+        self.control = f"/tmp/fd-bench-{os.getpid()}-{self.index}"
+        over = ["ssh", "-F", self.env["FDTB_SSH_CONFIG"], "-p", str(self.port), "-o", "BatchMode=yes", "-o", f"ControlPath={self.control}"]
+        sh(over + ["-o", "ControlMaster=yes", "-o", "ControlPersist=30", "-f", "-N", f"frappe@{self.connect}"])
+        return over
+
+    def close_master(self):
+        subprocess.run(["ssh", "-o", f"ControlPath={self.control}", "-O", "exit", f"frappe@{self.connect}"], capture_output=True)
+
     def tree_signature(self, release):
         """What a copy is, byte for byte: every entry's path, type, mode, size, mtime and link
         target, and every file's content hash, for the release and deployment-data."""
@@ -248,28 +259,25 @@ class Bench:
         link = [f"--link-dest={hosts[0].remote_ws}/{base}"] if base else []
         commands = []
         for host in hosts:
-            control = f"/tmp/fd-bench-{os.getpid()}-{host.index}"
-            sh(["ssh", "-F", host.env["FDTB_SSH_CONFIG"], "-p", str(host.port), "-o", "BatchMode=yes", "-o", f"ControlPath={control}",
-                "-o", "ControlMaster=yes", "-o", "ControlPersist=30", "-f", "-N", f"frappe@{host.connect}"])
-            ssh = f"ssh -F {host.env['FDTB_SSH_CONFIG']} -p {host.port} -o BatchMode=yes -o ControlPath={control}"
-            commands.append((host, control, [
+            ssh = " ".join(host.open_master())
+            commands.append([
                 ["rsync", "-az", "--delete", "--stats", "-e", ssh, *link, *excludes,
                  f"{self.ws}/{release}/", f"frappe@{host.connect}:{host.remote_ws}/{release}/"],
                 ["rsync", "-az", "--delete", "--stats", "-e", ssh, *excludes,
-                 f"{self.ws}/deployment-data/", f"frappe@{host.connect}:{host.remote_ws}/deployment-data/"]]))
+                 f"{self.ws}/deployment-data/", f"frappe@{host.connect}:{host.remote_ws}/deployment-data/"]])
         start = time.monotonic()
         outputs = []
 
         def one(cmds):
             outputs.append("".join(sh(c) for c in cmds))
-        threads = [threading.Thread(target=one, args=(cmds,)) for _, _, cmds in commands]
+        threads = [threading.Thread(target=one, args=(cmds,)) for cmds in commands]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         wall = time.monotonic() - start
-        for host, control, _ in commands:
-            subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", f"frappe@{host.connect}"], capture_output=True)
+        for host in hosts:
+            host.close_master()
         sent = sum(int(m.replace(",", "")) for out in outputs for m in re.findall(r"Total bytes sent: ([0-9,]+)", out))
         return {"wall": wall, "downtime": None, "sent": sent, "memory_kib": None}
 
@@ -278,9 +286,7 @@ class Bench:
         rsync's filter engine picks (same excludes), tar (posix format: sub-second mtimes) through
         zstd, unpacked on the worker. No service handling, like the floor."""
         host = hosts[0]
-        control = f"/tmp/fd-bench-{os.getpid()}-{host.index}"
-        sh(["ssh", "-F", host.env["FDTB_SSH_CONFIG"], "-p", str(host.port), "-o", "BatchMode=yes", "-o", f"ControlPath={control}",
-            "-o", "ControlMaster=yes", "-o", "ControlPersist=30", "-f", "-N", f"frappe@{host.connect}"])
+        over = host.open_master()
         empty = f"{self.base}/empty"
         os.makedirs(empty, exist_ok=True)
         start = time.monotonic()
@@ -292,8 +298,7 @@ class Bench:
                                 "-T", "-", "-cf", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         zstd = subprocess.Popen(["zstd", "-3", "-T0", "-q", "-c"], stdin=tar.stdout, stdout=subprocess.PIPE)
         tar.stdout.close()
-        unpack = subprocess.Popen(["ssh", "-F", host.env["FDTB_SSH_CONFIG"], "-p", str(host.port), "-o", "BatchMode=yes", "-o", f"ControlPath={control}",
-                                   f"frappe@{host.connect}", f"mkdir -p {host.remote_ws} && zstd -dcq | tar -xpf - -C {host.remote_ws}"],
+        unpack = subprocess.Popen([*over, f"frappe@{host.connect}", f"mkdir -p {host.remote_ws} && zstd -dcq | tar -xpf - -C {host.remote_ws}"],
                                   stdin=subprocess.PIPE)
         feeder = threading.Thread(target=lambda: (tar.stdin.write("".join(n + "\0" for n in names).encode()), tar.stdin.close()))
         feeder.start()
@@ -305,7 +310,7 @@ class Bench:
         feeder.join()
         codes = [tar.wait(), zstd.wait(), unpack.wait()]
         wall = time.monotonic() - start
-        subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", f"frappe@{host.connect}"], capture_output=True)
+        host.close_master()
         if any(codes):
             raise RuntimeError(f"stream failed: {codes}")
         return {"wall": wall, "downtime": None, "sent": sent, "memory_kib": None}
@@ -388,8 +393,7 @@ class Fleet:
             os.makedirs(self.snapshot)
             sh(["cp", "-a", f"{self.hosts[0].site_dir}/workspace", f"{self.hosts[0].site_dir}/.frappe-deployer", self.snapshot])
         for host in hosts:
-            host.reset()
-            sh(["rm", "-rf", f"{host.site_dir}/workspace", f"{host.site_dir}/.frappe-deployer"])
+            host.reset()  # leaves an empty workspace, into which cp -a copies the snapshot's
             sh(["cp", "-a", f"{self.snapshot}/workspace", f"{self.snapshot}/.frappe-deployer", host.site_dir])
         bench.run_tool("release_1", hosts, direct=True)
         for host in hosts:
