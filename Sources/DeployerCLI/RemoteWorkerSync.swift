@@ -150,7 +150,7 @@ struct TransferOptions: ParsableArguments {
     @Option(name: .customLong("compress"), help: ArgumentHelp("rsync compression: auto (zstd, else lz4, where both sides have it; never zlib), zstd, lz4 or off. (default: auto)", valueName: "choice"))
     var compress: String?
 
-    @Option(name: .customLong("streams"), help: ArgumentHelp("Parallel rsync streams for a release's first copy to a worker: 1, or 2 (env/ beside the rest). (default: 2)", valueName: "count"))
+    @Option(name: .customLong("streams"), help: ArgumentHelp("Parallel rsync streams for a staged copy of a release to a worker: 1, or 2 (env/ beside the rest). (default: 2)", valueName: "count"))
     var streams: Int?
 
     @Flag(name: .customLong("full"), help: "Stage and switch even when the worker's live release is this one, verified and unchanged.")

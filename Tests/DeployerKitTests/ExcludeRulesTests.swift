@@ -42,10 +42,12 @@ struct ExcludeRulesTests {
         var worker = WorkerSettings(server: "w", workspacePath: "/w")
         worker.excludePatterns = ["/env/lib/skipped-by-user/"]
         let plan = SyncPlan.make(workspace: workspace, worker: worker)
-        let split = plan.transfers(base: nil, splitFirstCopy: true)
+        let split = plan.transfers(base: nil, splitRelease: true)
         #expect(split.map(\.name) == ["release env/", "release", "deployment-data"])
         #expect(split.prefix(2).allSatisfy { !$0.checksum })
-        #expect(plan.transfers(base: "release_0", splitFirstCopy: true).filter { $0.name.hasPrefix("release") }.map(\.checksum) == [true])
+        let onBase = plan.transfers(base: "release_0", splitRelease: true).filter { $0.name.hasPrefix("release") }
+        #expect(onBase.map(\.name) == ["release env/", "release"])
+        #expect(onBase.allSatisfy { $0.checksum && !$0.times && $0.linkDest == "/w/release_0" })
         try FileManager.default.createDirectory(atPath: workspace.releasePath + "/env/lib/skipped-by-user", withIntermediateDirectories: true)
         try Data("x".utf8).write(to: URL(fileURLWithPath: workspace.releasePath + "/env/lib/skipped-by-user/f"))
 
@@ -61,19 +63,79 @@ struct ExcludeRulesTests {
         #expect(one.entries.keys.contains { $0.hasPrefix("env/") })
         #expect(!one.entries.keys.contains { $0.contains("skipped-by-user/f") }, "a user's anchored exclude still applies")
         let two = TreeSnapshot(directory.path + "/two", contents: true)
-        // Files exactly (size, mtime, bytes); links by target; directories by presence (their
-        // st_size, and a link's own mtime, are the file system's business, not rsync's).
-        func essence(_ entry: String?) -> String? {
+        Self.expectSameTree(one, two)
+    }
+
+    /// Files exactly (size, mtime, bytes); links by target; directories by presence (their
+    /// st_size, and a link's own mtime, are the file system's business, not rsync's). The files of
+    /// `written` by size and bytes only: a copy on a base writes them at the time it runs.
+    static func expectSameTree(_ one: TreeSnapshot, _ two: TreeSnapshot, written: Set<String> = []) {
+        func essence(_ path: String, _ entry: String?) -> String? {
             guard let entry else { return nil }
             let fields = entry.split(separator: " ", omittingEmptySubsequences: false)
             switch fields.first {
             case "NSFileTypeDirectory": return "dir"
             case "NSFileTypeSymbolicLink": return "link " + fields.dropFirst(3).joined(separator: " ")
-            default: return entry
+            default: return written.contains(path) ? fields.enumerated().filter { $0.offset != 2 }.map(\.element).joined(separator: " ") : entry
             }
         }
-        let differing = Set(one.entries.keys).union(two.entries.keys).filter { essence(one.entries[$0]) != essence(two.entries[$0]) }
+        let differing = Set(one.entries.keys).union(two.entries.keys).filter { essence($0, one.entries[$0]) != essence($0, two.entries[$0]) }
         #expect(differing.isEmpty, "\(differing.sorted().prefix(3).map { "\($0): \(one.entries[$0] ?? "-") / \(two.entries[$0] ?? "-")" })")
+    }
+
+    @Test("a copy on a base in two streams hard-links every unchanged file from the base, sends the changed ones, and gives the tree one stream gives")
+    func splitStreamsOnBase() async throws {
+        let directory = try TemporaryDirectory(prefix: "fd-split-base")
+        let fixture = try WorkspaceFixture.create(benchesPath: directory.path + "/main", site: "a.test", release: "release_1",
+                                                  profile: FixtureProfile(files: 90, bytes: 300_000))
+        let worker = directory.path + "/worker"
+        try FileManager.default.createDirectory(atPath: worker, withIntermediateDirectories: true)
+        let first = try Self.plan(fixture).transfers(base: nil).filter { $0.name == "release" }
+        for transfer in first {
+            #expect(try await Self.run(transfer, into: worker + "/release_1", scratch: directory.path).exitCode == 0)
+        }
+        // release_2: a rebuild (every mtime new, as cp -R gives) with a file changed in env/ and one in apps/.
+        let copied = try await SubprocessRunner().run(Command("cp", ["-R", fixture.workspace + "/release_1", fixture.workspace + "/release_2"]))
+        #expect(copied.exitCode == 0)
+        let changed = ["env/bin/bench", "apps/frappe/frappe/__init__.py"]
+        for path in changed {
+            try Data("changed in release_2\n".utf8).write(to: URL(fileURLWithPath: fixture.workspace + "/release_2/" + path))
+        }
+        try fixture.activate("release_2")
+        let plan = try Self.plan(fixture)
+
+        func copy(split: Bool, into destination: String) async throws {
+            try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
+            try await withThrowingTaskGroup(of: CommandOutput.self) { group in
+                for var transfer in plan.transfers(base: "release_1", splitRelease: split) where transfer.name.hasPrefix("release") {
+                    transfer.linkDest = worker + "/release_1"
+                    group.addTask { try await Self.run(transfer, into: destination, scratch: directory.path) }
+                }
+                for try await output in group { #expect(output.exitCode == 0, "\(output.standardErrorTail)") }
+            }
+        }
+        try await copy(split: true, into: worker + "/two")
+        try await copy(split: false, into: worker + "/one")
+        Self.expectSameTree(TreeSnapshot(worker + "/one", contents: true), TreeSnapshot(worker + "/two", contents: true), written: Set(changed))
+
+        func inode(_ path: String) -> UInt64? {
+            var info = stat()
+            return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? UInt64(info.st_ino) : nil
+        }
+        var linked = ["env/": 0, "apps/": 0]
+        let base = TreeSnapshot(worker + "/release_1")
+        for path in base.entries.keys {
+            guard let baseInode = inode(worker + "/release_1/" + path) else { continue }
+            let copyInode = inode(worker + "/two/" + path)
+            if changed.contains(path) {
+                #expect(copyInode != nil && copyInode != baseInode, "\(path) changed but was linked to the base")
+            } else {
+                #expect(copyInode == baseInode, "\(path) is unchanged but was not linked to the base")
+                for prefix in linked.keys where path.hasPrefix(prefix) { linked[prefix, default: 0] += 1 }
+            }
+        }
+        #expect(linked.values.allSatisfy { $0 > 5 }, "\(linked)")
+        #expect(try String(contentsOfFile: worker + "/two/env/bin/bench", encoding: .utf8) == "changed in release_2\n")
     }
 
     @Test("excluded files are neither sent nor deleted on the receiving side")

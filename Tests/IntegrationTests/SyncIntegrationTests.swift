@@ -99,6 +99,7 @@ final class SyncIntegrationTests {
         let output = try await sync()
         expectSuccess(output)
         #expect(output.standardOutput.contains("release_20261121_090000 is live (was release_20261120_101500)"))
+        #expect(output.standardOutput.contains("  release env/ "), "a copy on a base goes as two streams: \(output.standardOutput)")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: workspaceOnHost + "/frappe-bench") == "release_20261121_090000")
         for service in ["schedule", "short-worker", "long-worker"] {
             let beat = try await worker.heartbeat(site: Self.site, service: service) { $0.release == "release_20261121_090000" }
@@ -113,6 +114,15 @@ final class SyncIntegrationTests {
             #expect(FileManager.default.contentsEqual(atPath: fixture.workspace + "/release_20261121_090000/apps/" + path,
                                                       andPath: workspaceOnHost + "/release_20261121_090000/apps/" + path), "\(path)")
         }
+        // What did not change is a hard link of the old release's file, in both streams (env/ and
+        // the rest); what changed is a file of its own.
+        func inode(_ release: String, _ path: String) throws -> Int? {
+            try FileManager.default.attributesOfItem(atPath: "\(workspaceOnHost)/\(release)/\(path)")[.systemFileNumber] as? Int
+        }
+        for path in ["env/bin/bench", "apps/erpnext/erpnext/__init__.py", "sites/apps.txt"] {
+            #expect(try inode("release_20261121_090000", path) == inode("release_20261120_101500", path), "\(path) was not linked to the old release's")
+        }
+        #expect(try inode("release_20261121_090000", "apps/frappe/frappe/__init__.py") != inode("release_20261120_101500", "apps/frappe/frappe/__init__.py"))
         // A second run with nothing new transfers no file, keeps the verified copy and leaves the
         // services running (same containers).
         let containers = try await worker.ssh("docker ps -q --no-trunc | sort")

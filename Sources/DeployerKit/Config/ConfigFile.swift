@@ -21,7 +21,7 @@ public struct RemoteWorkerConfig: Sendable, Equatable {
     public var settle: Int?
     /// Whether this worker runs `schedule` (one scheduler per site).
     public var scheduler: Bool?
-    /// Parallel rsync streams for a first copy (1 or 2).
+    /// Parallel rsync streams for a staged copy of a release (1 or 2).
     public var streams: Int?
     /// rsync compression: auto, zstd, lz4 or off.
     public var compress: String?

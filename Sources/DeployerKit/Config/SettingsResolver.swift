@@ -316,7 +316,7 @@ public enum SettingsResolver {
                 throw .invalidValue(source: origin(\.streams, flag: "--streams", variable: "FRAPPE_DEPLOYER_STREAMS", key: "streams"), keyPath: "streams",
                                     problem: "\(streams) is above the maximum of 2 (env/ and the rest of a release)")
             }
-            worker.firstCopyStreams = streams
+            worker.releaseStreams = streams
         }
         var sshOptions = UniqueList<String>()
         for layer in layers {

@@ -79,9 +79,9 @@ public struct WorkerSettings: Sendable, Equatable {
     public var scheduler = true
     /// rsync's compression; `auto` takes zstd, else lz4, where both sides have it, else none.
     public var compress: CompressChoice = .auto
-    /// Parallel rsync streams for a release's first copy to a worker (1: one stream; 2: `env/`
-    /// beside the rest).
-    public var firstCopyStreams = 2
+    /// Parallel rsync streams for a staged copy of a release, first or on a base (1: one stream;
+    /// 2: `env/` beside the rest).
+    public var releaseStreams = 2
 
     public init(
         server: String, sshUser: String = "frappe", sshPort: Int = 22, workspacePath: String,

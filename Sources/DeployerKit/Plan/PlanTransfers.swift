@@ -5,11 +5,12 @@ extension SyncPlan {
     /// release is rewritten where it is.
     ///
     /// A staged first copy (no base on the worker) goes without `--checksum` (there is nothing to
-    /// compare with) and, with `splitFirstCopy`, as two parallel streams: `env/` (two thirds of a
-    /// release's bytes) and the rest, so compression and the link's window are used twice over.
-    /// The same excludes apply to both; each stream's filter keeps it out of the other's subtree,
-    /// and excluded paths are never deleted.
-    public func transfers(base: String?, rsync: RsyncChoices = RsyncChoices(), splitFirstCopy: Bool = false) -> [RsyncTransfer] {
+    /// compare with). With `splitRelease`, a staged copy goes as two parallel streams: `env/` (two
+    /// thirds of a release's bytes and files) and the rest. A first copy uses compression and the
+    /// link's window twice over; a copy on a base splits the checksums and the hard links each side
+    /// makes between two rsyncs. The same excludes and base apply to both; each stream's filter
+    /// keeps it out of the other's subtree, and excluded paths are never deleted.
+    public func transfers(base: String?, rsync: RsyncChoices = RsyncChoices(), splitRelease: Bool = false) -> [RsyncTransfer] {
         var transfers = treeTransfers(base: base).map { transfer in
             var transfer = transfer
             transfer.compression = rsync.compression
@@ -17,15 +18,15 @@ extension SyncPlan {
             return transfer
         }
         guard strategy == .staged, let index = transfers.firstIndex(where: { $0.name == "release" }) else { return transfers }
-        guard base == nil else {
+        if base == nil {
+            transfers[index].checksum = false
+        } else {
             // Unchanged files are recognized by checksum and hard-linked from the base whatever
             // their mtimes; only changed and new files travel.
             transfers[index].times = false
-            return transfers
         }
-        transfers[index].checksum = false
         // Every located release has env/ (LocalWorkspace.locate checks it): it goes as a stream of its own.
-        guard splitFirstCopy, worker.firstCopyStreams > 1 else { return transfers }
+        guard splitRelease, worker.releaseStreams > 1 else { return transfers }
         var env = transfers[index]
         env.name = "release env/"
         env.filters = ["+ /env/", "- /*"]

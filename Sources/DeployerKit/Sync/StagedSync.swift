@@ -68,7 +68,7 @@ struct StagedSync {
                 if !prepared.leftovers.isEmpty {
                     session.report.warnings.append("could not remove \(prepared.leftovers.joined(separator: ", ")) in \(plan.worker.workspacePath): remove them by hand")
                 }
-                let results = try await session.transferCancellable(plan.transfers(base: base, rsync: rsync, splitFirstCopy: true))
+                let results = try await session.transferCancellable(plan.transfers(base: base, rsync: rsync, splitRelease: true))
                 return (results, WorkerSession.sentSummary(results))
             } catch {
                 await unstage()

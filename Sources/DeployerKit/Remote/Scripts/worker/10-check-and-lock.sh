@@ -16,6 +16,7 @@ preflight() {
     pf_ahead=no
     if make_scratch; then
         pf_ahead=yes
+        early_digest "$@"
         # shellcheck disable=SC2086 # fixed word lists
         {
             ask info $pf_info_cmd
@@ -38,7 +39,6 @@ preflight() {
         124 | 137) fail 3 "the Docker engine on the worker does not answer (docker info took over 20 s): is dockerd hung or stopped?" ;;
         *) fail 3 "cannot reach the Docker engine on the worker as $(id -un): is dockerd running and is the user in the docker group?" ;;
     esac
-    early_digest "$@"
     [ $pf_ahead = no ] || await version workers base all
     if [ $pf_ahead = yes ] && answer version >/dev/null; then
         compose_cmd="docker compose"
@@ -122,7 +122,7 @@ release_facts() {
 }
 
 # The live copy's digest, the longest part of a check, is started in the background (with
-# EXCLUDE... as release_digest takes them) while the compose files are checked. release_facts
+# EXCLUDE... as release_digest takes them) before Docker and the compose files are asked. release_facts
 # uses it only for the release that is live and verified once the lock is held, and otherwise
 # takes it again: a digest of a copy that changed meanwhile can only make the sync stage afresh.
 early_release=""
