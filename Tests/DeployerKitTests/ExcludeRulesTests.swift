@@ -22,6 +22,19 @@ struct ExcludeRulesTests {
         return try await SubprocessRunner().run(Command("rsync", RsyncCommand.arguments(transfer, endpoint: endpoint, shell: shell, output: .quiet)))
     }
 
+    /// Copies the release streams of `transfers` into `destination` at once, as a sync runs them
+    /// (with `linkDest`, a local base instead of the worker's path), each expected to succeed.
+    static func copyRelease(_ transfers: [RsyncTransfer], into destination: String, scratch: String, linkDest: String? = nil) async throws {
+        try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
+        try await withThrowingTaskGroup(of: CommandOutput.self) { group in
+            for var transfer in transfers where transfer.name.hasPrefix("release") {
+                if let linkDest { transfer.linkDest = linkDest }
+                group.addTask { try await run(transfer, into: destination, scratch: scratch) }
+            }
+            for try await output in group { #expect(output.exitCode == 0, "\(output.standardErrorTail)") }
+        }
+    }
+
     static func plan(_ fixture: WorkspaceFixture, worker: WorkerSettings = WorkerSettings(server: "w", workspacePath: "/w")) throws -> SyncPlan {
         SyncPlan.make(workspace: try LocalWorkspace.locate(benchesPath: fixture.benchesPath, siteName: fixture.site), worker: worker)
     }
@@ -51,14 +64,8 @@ struct ExcludeRulesTests {
         try FileManager.default.createDirectory(atPath: workspace.releasePath + "/env/lib/skipped-by-user", withIntermediateDirectories: true)
         try Data("x".utf8).write(to: URL(fileURLWithPath: workspace.releasePath + "/env/lib/skipped-by-user/f"))
 
-        func copy(_ transfers: [RsyncTransfer], into destination: String) async throws {
-            for transfer in transfers where transfer.name.hasPrefix("release") {
-                let output = try await Self.run(transfer, into: destination, scratch: directory.path)
-                #expect(output.exitCode == 0, "\(output.standardErrorTail)")
-            }
-        }
-        try await copy(split, into: directory.path + "/two")
-        try await copy(plan.transfers(base: nil), into: directory.path + "/one")
+        try await Self.copyRelease(split, into: directory.path + "/two", scratch: directory.path)
+        try await Self.copyRelease(plan.transfers(base: nil), into: directory.path + "/one", scratch: directory.path)
         let one = TreeSnapshot(directory.path + "/one", contents: true)
         #expect(one.entries.keys.contains { $0.hasPrefix("env/") })
         #expect(!one.entries.keys.contains { $0.contains("skipped-by-user/f") }, "a user's anchored exclude still applies")
@@ -89,11 +96,7 @@ struct ExcludeRulesTests {
         let fixture = try WorkspaceFixture.create(benchesPath: directory.path + "/main", site: "a.test", release: "release_1",
                                                   profile: FixtureProfile(files: 90, bytes: 300_000))
         let worker = directory.path + "/worker"
-        try FileManager.default.createDirectory(atPath: worker, withIntermediateDirectories: true)
-        let first = try Self.plan(fixture).transfers(base: nil).filter { $0.name == "release" }
-        for transfer in first {
-            #expect(try await Self.run(transfer, into: worker + "/release_1", scratch: directory.path).exitCode == 0)
-        }
+        try await Self.copyRelease(try Self.plan(fixture).transfers(base: nil), into: worker + "/release_1", scratch: directory.path)
         // release_2: a rebuild (every mtime new, as cp -R gives) with a file changed in env/ and one in apps/.
         let copied = try await SubprocessRunner().run(Command("cp", ["-R", fixture.workspace + "/release_1", fixture.workspace + "/release_2"]))
         #expect(copied.exitCode == 0)
@@ -103,19 +106,10 @@ struct ExcludeRulesTests {
         }
         try fixture.activate("release_2")
         let plan = try Self.plan(fixture)
-
-        func copy(split: Bool, into destination: String) async throws {
-            try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
-            try await withThrowingTaskGroup(of: CommandOutput.self) { group in
-                for var transfer in plan.transfers(base: "release_1", splitRelease: split) where transfer.name.hasPrefix("release") {
-                    transfer.linkDest = worker + "/release_1"
-                    group.addTask { try await Self.run(transfer, into: destination, scratch: directory.path) }
-                }
-                for try await output in group { #expect(output.exitCode == 0, "\(output.standardErrorTail)") }
-            }
+        for (name, split) in [("two", true), ("one", false)] {
+            try await Self.copyRelease(plan.transfers(base: "release_1", splitRelease: split), into: worker + "/" + name,
+                                       scratch: directory.path, linkDest: worker + "/release_1")
         }
-        try await copy(split: true, into: worker + "/two")
-        try await copy(split: false, into: worker + "/one")
         Self.expectSameTree(TreeSnapshot(worker + "/one", contents: true), TreeSnapshot(worker + "/two", contents: true), written: Set(changed))
 
         func inode(_ path: String) -> UInt64? {
