@@ -9,10 +9,10 @@ struct WorkerProtocolTests {
     @Test("a phase is PHASE WORKSPACE, named options for what is given, and its list after --")
     func arguments() {
         let preflight = WorkerPhase.preflight(site: "a.test", lock: LockRequest(token: "t1", holder: "ops@main pid 1"),
-                                              digestExcludes: [".git/", "a b"])
+                                              liveDigest: LiveDigestRequest(release: "release_2", excludes: [".git/", "a b"]))
         #expect(preflight.arguments(workspace: "/w") == ["preflight", "/w", "--site=a.test", "--token=t1", "--holder=ops@main pid 1",
-                                                         "--digest=yes", "--", ".git/", "a b"])
-        #expect(WorkerPhase.preflight(site: "a.test", lock: nil, digestExcludes: nil).arguments(workspace: "/w")
+                                                         "--digest=release_2", "--", ".git/", "a b"])
+        #expect(WorkerPhase.preflight(site: "a.test", lock: nil, liveDigest: nil).arguments(workspace: "/w")
                 == ["preflight", "/w", "--site=a.test"], "no placeholder for what is not given")
         let start = StartRequest(services: ["schedule", "short-worker"], settleSeconds: 2,
                                  dependencies: [WorkerDependency(name: "redis_queue", host: "10.0.0.1", port: 11000)])

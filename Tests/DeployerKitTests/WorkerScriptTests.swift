@@ -45,7 +45,7 @@ struct WorkerScriptTests {
     @Test("preflight refuses a worker without compose files, exit 3, one error line, nothing created")
     func preflightMissingCompose() async throws {
         try FileManager.default.removeItem(atPath: workspace)
-        let output = try await run(.preflight(site: "a.test", lock: nil, digestExcludes: nil), in: workspace)
+        let output = try await run(.preflight(site: "a.test", lock: nil, liveDigest: nil), in: workspace)
         #expect(output.exitCode == 3)
         #expect(output.standardErrorTail == ["error: \(site)/docker-compose.yml is missing on the worker: copy the site's compose files from the main server (remote-worker enable)"])
         #expect(!FileManager.default.fileExists(atPath: workspace))
@@ -53,9 +53,47 @@ struct WorkerScriptTests {
 
     @Test("preflight refuses a site dir that does not exist")
     func preflightMissingSiteDir() async throws {
-        let output = try await run(.preflight(site: "a.test", lock: nil, digestExcludes: nil), in: directory.path + "/nope/workspace")
+        let output = try await run(.preflight(site: "a.test", lock: nil, liveDigest: nil), in: directory.path + "/nope/workspace")
         #expect(output.exitCode == 3)
         #expect(output.standardErrorTail.first?.contains("does not exist on the worker") == true)
+    }
+
+    @Test("preflight digests the live copy only for the release asked, when it is live and verified")
+    func preflightLiveDigest() async throws {
+        // A stand-in for Docker (the phase's logic is under test, not the engine): an engine that
+        // answers, Compose v2, the site's services, and no containers.
+        let bin = directory.path + "/bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        try """
+        #!/bin/sh
+        case "$*" in
+            info) ;;
+            "compose version") echo "Docker Compose version v2.30.0" ;;
+            compose*--services) printf 'schedule\\nshort-worker\\n' ;;
+            compose*config) echo "name: a-test" ;;
+            ps*) ;;
+            *) exit 1 ;;
+        esac
+        """.write(toFile: bin + "/docker", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: bin + "/docker")
+        for file in ["docker-compose.yml", "docker-compose.workers.yml"] { try "services: {}\n".write(toFile: "\(site)/\(file)", atomically: true, encoding: .utf8) }
+        try FileManager.default.createDirectory(atPath: workspace + "/release_1/apps", withIntermediateDirectories: true)
+        try "code\n".write(toFile: workspace + "/release_1/apps/a.py", atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: workspace + "/frappe-bench", withDestinationPath: "release_1")
+        try FileManager.default.createDirectory(atPath: site + "/.frappe-deployer", withIntermediateDirectories: true)
+        let path = "\(bin):\(ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")"
+        func preflight(_ release: String?) async throws -> PreflightAnswer {
+            let phase = WorkerPhase.preflight(site: "a.test", lock: nil, liveDigest: release.map { LiveDigestRequest(release: $0, excludes: [".git/"]) })
+            let output = try await run(phase.arguments(workspace: workspace), path: path)
+            #expect(output.exitCode == 0, "\(output.standardErrorTail)")
+            return PreflightAnswer(WorkerFacts(output.standardOutput))
+        }
+        #expect(try await preflight("release_1").releases.liveDigest == nil, "not verified: no digest")
+        try "release=release_1\nmain=m\ncopy=c\n".write(toFile: site + "/.frappe-deployer/verified", atomically: true, encoding: .utf8)
+        let digest = try await run(.digest(release: "release_1", excludes: [".git/"]), in: workspace).standardOutput
+        #expect(try await preflight("release_1").releases.liveDigest.map { "digest=\($0)\n" } == digest, "the live, verified release asked: its digest")
+        #expect(try await preflight("release_2").releases.liveDigest == nil, "a sync of another release never reads the live copy")
+        #expect(try await preflight(nil).releases.liveDigest == nil)
     }
 
     @Test("activate links worker configs, creates required directories and flips frappe-bench")

@@ -39,6 +39,12 @@ public struct SyncPlan: Sendable, Equatable {
     /// The release's exclude patterns (built-in and the operator's), as the digests use them.
     public var releaseExcludes: [String] { ExcludeRules.release(site: site) + worker.excludePatterns }
 
+    /// What the worker check digests: the live copy, only when it is this release and a staged
+    /// sync could keep it (a sync of another release, `--full` or in place never does).
+    public var liveDigest: LiveDigestRequest? {
+        strategy == .staged && !full ? LiveDigestRequest(release: release, excludes: releaseExcludes) : nil
+    }
+
     /// The services a start runs (see `WorkerSettings.startedServices`).
     public func startedServices(workerServices: [String]) -> [String] {
         worker.startedServices(workerServices: workerServices)

@@ -64,9 +64,8 @@ extension SyncRunner {
             worker: worker, context: self,
             report: SyncReport(site: plan.site, destination: worker.destination, release: plan.release, strategy: plan.strategy),
             note: "read-only")
-        let keepable = plan.strategy == .staged && !plan.full
         let (check, rsync, trees) = try await session.closing {
-            let check = try await session.check(site: plan.site, digestExcludes: keepable ? plan.releaseExcludes : nil)
+            let check = try await session.check(site: plan.site, liveDigest: plan.liveDigest)
             let rsync = try await rsyncChoices(worker, check: check)
             let live = check.releases.live
             let trees = try await session.step(.stage, detail: "dry run against \(live ?? "an empty workspace")") {

@@ -39,8 +39,7 @@ public struct SyncRunner: Sendable {
             report: SyncReport(site: plan.site, destination: plan.worker.destination, release: plan.release, strategy: plan.strategy),
             note: "one connection, shared by every step")
         return try await session.closing {
-            let check = try await session.checkAndLock(site: plan.site, token: plan.token,
-                                                       digestExcludes: plan.strategy == .staged && !plan.full ? plan.releaseExcludes : nil)
+            let check = try await session.checkAndLock(site: plan.site, token: plan.token, liveDigest: plan.liveDigest)
             session.report.previousRelease = check.releases.live ?? ""
             context.previousRelease = check.releases.live
             session.report.finishedDrains = check.drains.filter { !$0.draining }
@@ -77,7 +76,7 @@ public struct SyncRunner: Sendable {
         let session = try await WorkerSession.open(worker: worker, context: self, report: report, note: "one connection, shared by every step")
         return try await session.closing {
             let token = SyncPlan.newToken()
-            let check = try await session.checkAndLock(site: site, token: token, digestExcludes: nil)
+            let check = try await session.checkAndLock(site: site, token: token, liveDigest: nil)
             let live = check.releases.live ?? ""
             guard let target = ReleaseDecision.rollbackTarget(check.releases) else {
                 throw SyncFailure(step: .preflight, host: worker.server, underlying: SyncError.noPreviousRelease(host: worker.server, live: live),

@@ -17,8 +17,8 @@ struct WorkerLock {
     let worker: WorkerSettings
     let token: String
     let site: String
-    /// With these, preflight also reports the digest of a verified live copy.
-    var digestExcludes: [String]?
+    /// With it, preflight also reports the digest of the verified live copy of that release.
+    var liveDigest: LiveDigestRequest?
     /// SIGINT/SIGTERM end the wait for another holder at once.
     var interrupt: InterruptSignal?
 
@@ -41,7 +41,7 @@ struct WorkerLock {
         while true {
             let phase = WorkerPhase.preflight(site: site, lock: LockRequest(token: token, holder: Self.holder,
                                                                              origin: identity?.text, takeover: takeover),
-                                              digestExcludes: digestExcludes)
+                                              liveDigest: liveDigest)
             let reply = try await connection.ask(phase)
             if reply.exit == .ok { return PreflightAnswer(reply.facts) }
             guard reply.exit == .locked else {

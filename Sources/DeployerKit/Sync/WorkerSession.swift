@@ -91,11 +91,11 @@ final class WorkerSession {
     }
 
     /// Checks the worker and takes its lock, in one round trip: nothing is written unless every
-    /// check passes. With `digestExcludes`, the answer carries the verified live copy's digest.
-    func checkAndLock(site: String, token: String, digestExcludes: [String]?) async throws -> PreflightAnswer {
+    /// check passes. With `liveDigest`, the answer carries the verified live copy's digest.
+    func checkAndLock(site: String, token: String, liveDigest: LiveDigestRequest?) async throws -> PreflightAnswer {
         try await step(.preflight, detail: "\(worker.siteDirectory), then take its lock") {
             let answer = try await WorkerLock(connection: connection, worker: worker, token: token, site: site,
-                                              digestExcludes: digestExcludes, interrupt: interrupt).acquire()
+                                              liveDigest: liveDigest, interrupt: interrupt).acquire()
             lockToken = token
             return (answer, "workers: \(answer.workerServices.joined(separator: " ")); live: \(answer.releases.live ?? "none yet"); "
                 + "lock \(answer.lock?.note ?? "held")")
@@ -103,9 +103,9 @@ final class WorkerSession {
     }
 
     /// Checks the worker without writing anything (no lock).
-    func check(site: String, digestExcludes: [String]?) async throws -> PreflightAnswer {
+    func check(site: String, liveDigest: LiveDigestRequest?) async throws -> PreflightAnswer {
         try await step(.preflight, detail: "read-only, no lock") {
-            let answer = PreflightAnswer(try await connection.run(.preflight(site: site, lock: nil, digestExcludes: digestExcludes),
+            let answer = PreflightAnswer(try await connection.run(.preflight(site: site, lock: nil, liveDigest: liveDigest),
                                                                   step: SyncStep.preflight.rawValue))
             return (answer, "workers: \(answer.workerServices.joined(separator: " "))")
         }

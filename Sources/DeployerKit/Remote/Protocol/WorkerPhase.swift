@@ -2,9 +2,9 @@
 /// the tool asks a worker for anything. `arguments(workspace:)` is the script's command line
 /// (`PHASE WORKSPACE --NAME=VALUE... -- LIST...`); the script's header documents each phase.
 public enum WorkerPhase: Sendable, Equatable {
-    /// Checks the worker; with `lock`, then takes the per-site lock. With `digestExcludes`, also
-    /// reports the digest of the live copy when it is the verified one.
-    case preflight(site: String, lock: LockRequest?, digestExcludes: [String]?)
+    /// Checks the worker; with `lock`, then takes the per-site lock. With `liveDigest`, also
+    /// reports the digest of the live copy when it is that release and the verified one.
+    case preflight(site: String, lock: LockRequest?, liveDigest: LiveDigestRequest?)
     /// Releases the lock held by `token`, first appending `history` to the site's history and
     /// recording `record` as the last sync (status reads it).
     case unlock(token: String, history: HistoryEntry?, record: [String])
@@ -66,10 +66,10 @@ public enum WorkerPhase: Sendable, Equatable {
         var options: [(String, String?)] = []
         var list: [String] = []
         switch self {
-        case .preflight(let site, let lock, let excludes):
+        case .preflight(let site, let lock, let digest):
             options = [("site", site), ("token", lock?.token), ("holder", lock?.holder), ("origin", lock?.origin), ("takeover", lock?.takeover),
-                       ("digest", excludes == nil ? nil : "yes")]
-            list = excludes ?? []
+                       ("digest", digest?.release)]
+            list = digest?.excludes ?? []
         case .unlock(let token, let history, let record):
             options = [("token", token), ("history", history?.line)]
             list = record
@@ -125,6 +125,18 @@ public struct LockRequest: Sendable, Equatable {
         self.holder = holder
         self.origin = origin
         self.takeover = takeover
+    }
+}
+
+/// The live copy's digest a check asks for: only when `release` is the live one (and verified),
+/// with the release's exclude patterns.
+public struct LiveDigestRequest: Sendable, Equatable {
+    public var release: String
+    public var excludes: [String]
+
+    public init(release: String, excludes: [String]) {
+        self.release = release
+        self.excludes = excludes
     }
 }
 

@@ -6,10 +6,11 @@
 # SITE_DIR/.frappe-deployer, beside the compose files. The tool's Remote/Protocol is the other
 # half of this interface: it builds these arguments and decodes the key=value facts printed here.
 #
-#   preflight WORKSPACE --site=S [--token=T --holder=H [--origin=O] [--takeover=T2]] [--digest=yes] [-- EXCLUDE...]
+#   preflight WORKSPACE --site=S [--token=T --holder=H [--origin=O] [--takeover=T2]] [--digest=R] [-- EXCLUDE...]
 #       checks the worker and prints facts; with --token, then takes the per-site lock (nothing
-#       is written unless every check passed; see lock). With --digest=yes, also the digest of
-#       the live copy when it is the verified one (EXCLUDE patterns as rsync takes them).
+#       is written unless every check passed; see lock). With --digest=R, also the digest of
+#       the live copy when it is release R and the verified one (EXCLUDE patterns as rsync takes
+#       them): a sync of another release has no use for it.
 #   lock WORKSPACE --token=T --holder=H [--origin=O] [--takeover=T2]
 #       takes the per-site lock; exit 6 with held_* facts when a live sync holds it. A lock whose
 #       ssh session is gone is taken over; --takeover names a holder's token to take over anyway

@@ -102,7 +102,8 @@ asked_services() {
 }
 
 # Facts about the releases on the worker (preflight and status): which are there, the previous
-# one, the verified copy, and, with --digest=yes, the live copy's digest when it is the verified one.
+# one, the verified copy, and, with --digest=R, the live copy's digest when it is release R and the
+# verified one.
 release_facts() {
     rf_current=$1
     shift
@@ -113,7 +114,7 @@ release_facts() {
     printf 'verified_main=%s\n' "$(value main "$state/verified")"
     printf 'verified_copy=%s\n' "$(value copy "$state/verified")"
     [ -n "$rf_current" ] && printf 'live_configs=%s\n' "$(config_fingerprint "$workspace/$rf_current" "$(required site)")"
-    if [ "${opt_digest:-}" = yes ] && [ -n "$rf_current" ] && [ "$rf_current" = "$rf_verified" ] && [ -d "$workspace/$rf_current" ]; then
+    if [ -n "$rf_current" ] && [ "${opt_digest:-}" = "$rf_current" ] && [ "$rf_current" = "$rf_verified" ] && [ -d "$workspace/$rf_current" ]; then
         rf_digest=""
         if [ "$early_release" = "$rf_current" ] && wait "$early_pid" 2>/dev/null; then rf_digest=$(cat "$early_file" 2>/dev/null); fi
         [ -n "$rf_digest" ] || rf_digest=$(release_digest "$workspace/$rf_current" "$@")
@@ -129,9 +130,9 @@ early_release=""
 early_pid=""
 early_file=""
 early_digest() {
-    [ "${opt_digest:-}" = yes ] || return 0
+    [ -n "${opt_digest:-}" ] || return 0
     ed_live=$(live_release)
-    [ -n "$ed_live" ] && [ "$ed_live" = "$(value release "$state/verified")" ] && [ -d "$workspace/$ed_live" ] || return 0
+    [ "$ed_live" = "$opt_digest" ] && [ "$ed_live" = "$(value release "$state/verified")" ] && [ -d "$workspace/$ed_live" ] || return 0
     make_scratch || return 0
     early_file="$scratch/digest"
     release_digest "$workspace/$ed_live" "$@" > "$early_file" 2>/dev/null &

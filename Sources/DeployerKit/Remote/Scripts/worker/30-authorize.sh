@@ -91,7 +91,7 @@ status() {
     know_base
     st_current=$(live_release)
     printf 'current_release=%s\n' "$st_current"
-    opt_digest=yes
+    opt_digest=$st_current
     release_facts "$st_current" "$@"
     # shellcheck disable=SC2086
     printf 'worker_services=%s\n' "$(services_of $worker_files 2>/dev/null || true)"
