@@ -101,15 +101,17 @@ public struct WorkspaceFixture: Sendable {
     ///
     /// `incompressibleMiB` adds a file of random bytes (like the GeoIP database of a real release) that
     /// compression cannot shrink; `brokenService` makes that service exit at once, as a release whose
-    /// workers crash on start would. `jobs` makes it a release of the job world (`JobWorld`): a real
+    /// workers crash on start would; `crashOnceService` makes it exit once in each container, on its
+    /// first start (under a restart policy, it then runs with one restart counted). `jobs` makes it a release of the job world (`JobWorld`): a real
     /// virtualenv in `env/` with RQ, and the job app in `apps/fdtb_jobs`.
     public func addRelease(_ name: String, profile: FixtureProfile = .small, seed: UInt64,
-                           incompressibleMiB: Int = 0, brokenService: String? = nil, jobs: Bool = false, deafService: String? = nil) throws {
+                           incompressibleMiB: Int = 0, brokenService: String? = nil, crashOnceService: String? = nil, jobs: Bool = false,
+                           deafService: String? = nil) throws {
         let release = "\(workspace)/\(name)"
         try mkdir(release)
         if jobs { try JobWorld.install(release: release, name: name, site: site, brokenService: brokenService, deafService: deafService) }
         // The service script the testbed's compose services run, naming its own release.
-        try write("\(release)/apps/frappe/fdtb-service.sh", serviceScript(release: name, broken: brokenService), mode: 0o755)
+        try write("\(release)/apps/frappe/fdtb-service.sh", serviceScript(release: name, broken: brokenService, crashOnce: crashOnceService), mode: 0o755)
         if incompressibleMiB > 0 {
             var random = SplitMix(seed: seed &+ 99)
             var data = Data(count: incompressibleMiB * 1024 * 1024)
@@ -235,7 +237,7 @@ public struct WorkspaceFixture: Sendable {
         return block
     }()
 
-    func serviceScript(release: String, broken: String? = nil) -> String {
+    func serviceScript(release: String, broken: String? = nil, crashOnce: String? = nil) -> String {
         """
         #!/bin/sh
         # Test fixture: what an FM service runs. Worker and schedule services write a heartbeat naming
@@ -245,6 +247,12 @@ public struct WorkspaceFixture: Sendable {
         [ "$service" = "\(broken ?? "-")" ] && { echo "$service: crashing on start (fixture)" >&2; exit 1; }
         bench=/workspace/frappe-bench
         logs=/workspace/deployment-data/logs
+        # (a container keeps its hostname, its ID, when its restart policy restarts it)
+        if [ "$service" = "\(crashOnce ?? "-")" ] && [ ! -e "$logs/.fdtb-crashed-$(hostname)" ]; then
+            mkdir -p "$logs" && : > "$logs/.fdtb-crashed-$(hostname)"
+            echo "$service: crashing on its first start (fixture)" >&2
+            exit 1
+        fi
         while :; do
             queue=$(sed -n 's/.*"redis_queue" *: *"\\([^"]*\\)".*/\\1/p' "$bench/sites/common_site_config.json" 2>/dev/null | head -n 1)
             db=$(sed -n 's/.*"db_host" *: *"\\([^"]*\\)".*/\\1/p' "$bench/sites/\(site)/site_config.json" 2>/dev/null | head -n 1)

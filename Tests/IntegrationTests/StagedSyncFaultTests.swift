@@ -234,6 +234,26 @@ final class StagedSyncFaultTests {
         try await expectWorkerRuns(Self.r1)
     }
 
+    @Test("a worker service that crashed and was restarted by its restart policy within the settle time: a crash loop, rolled back")
+    func restartedServiceRollsBack() async throws {
+        let first = try await sync()
+        #expect(first.exitCode == 0, "\(first.standardError.joined(separator: "\n"))")
+        try await plant()
+        try fixture.addRelease(Self.r2, seed: 2, crashOnceService: "long-worker")
+        try fixture.activate(Self.r2)
+        // FM's worker services restart always: long-worker's new container crashes once and runs again.
+        let compose = (workspaceOnHost as NSString).deletingLastPathComponent + "/docker-compose.workers.yml"
+        let text = try String(contentsOfFile: compose, encoding: .utf8)
+        try text.replacingOccurrences(of: "  long-worker:\n", with: "  long-worker:\n    restart: always\n")
+            .write(toFile: compose, atomically: false, encoding: .utf8)
+        let result = try await sync()
+        #expect(result.exitCode == 1)
+        let error = result.errors.first ?? ""
+        #expect(error.contains("service long-worker restarted 1 times within 2 s of starting (crash loop)"), "\(error)")
+        #expect(error.contains("rolled back: \(Self.r1) is running again"), "\(error)")
+        try await expectWorkerRuns(Self.r1)
+    }
+
     @Test("two syncs at once: the second is refused with who holds the lock; with --lock-wait it waits and succeeds")
     func twoSyncsAtOnce() async throws {
         try await prepare(r2MiB: 4)

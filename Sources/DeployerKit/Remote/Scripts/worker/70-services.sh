@@ -17,7 +17,7 @@ stop_wait() {
 }
 
 # Stops PROJECT's running services (or SERVICE... of them) gracefully, each with its own wait
-# under RULES, in parallel. Prints killed=SERVICE... for those whose wait ran out (exit 137).
+# under RULES, in parallel. (What a drain kills is recorded by drain; a stop here says nothing.)
 stop_in() {
     si_project=$1
     si_rules=$2
@@ -30,13 +30,6 @@ stop_in() {
     done
     si_status=0
     for si_pid in $si_pids; do wait "$si_pid" || si_status=5; done
-    si_killed=""
-    for si_service in $si_services; do
-        for si_id in $(project_compose "$si_project" ps -a -q "$si_service" 2>/dev/null); do
-            if [ "$(docker inspect -f '{{.State.ExitCode}}' "$si_id" 2>/dev/null)" = 137 ]; then si_killed="$si_killed $si_service"; fi
-        done
-    done
-    printf 'killed=%s\n' "${si_killed# }"
     return $si_status
 }
 
@@ -46,7 +39,7 @@ stop_everything() {
     se_rules=$1
     se_status=0
     for se_project in $(labelled_projects) "$(base_project)"; do
-        stop_in "$se_project" "$se_rules" > /dev/null || se_status=5
+        stop_in "$se_project" "$se_rules" || se_status=5
         project_compose "$se_project" down --remove-orphans -t 10 >&2 || se_status=5
         [ -f "$gen_dir/$se_project.yml" ] && rm -rf "$gen_dir/$se_project.yml" "$gen_dir/$se_project.view"
     done
@@ -115,6 +108,11 @@ check_running() {
     [ "$cr_settle" -gt 0 ] 2>/dev/null && sleep "$cr_settle"
     cr_running=$(running_in "$cr_project") || cr_running=""
     printf 'running=%s\n' "$cr_running"
+    # Every container of the project with its restart count, in two docker calls.
+    cr_ids=$(containers_in "$cr_project" | sed 's/^[^:]*://')
+    cr_restarts=""
+    # shellcheck disable=SC2086 # container IDs are single words
+    [ -z "$cr_ids" ] || cr_restarts=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.RestartCount}}' $cr_ids 2>/dev/null) || cr_restarts=""
     for cr_service in "$@"; do
         case " $cr_running " in
             *" $cr_service "*) ;;
@@ -123,14 +121,12 @@ check_running() {
                 return 5
                 ;;
         esac
-        for cr_id in $(project_compose "$cr_project" ps -q "$cr_service"); do
-            cr_restarts=$(docker inspect -f '{{.RestartCount}}' "$cr_id" 2>/dev/null || echo 0)
-            if [ "${cr_restarts:-0}" -gt 0 ]; then
-                printf "error: service %s restarted %s times within %s s of starting (crash loop): see 'docker compose logs %s' in %s\n" \
-                    "$cr_service" "$cr_restarts" "$cr_settle" "$cr_service" "$site_dir" >&2
-                return 5
-            fi
-        done
+        cr_count=$(printf '%s\n' "$cr_restarts" | awk -v s="$cr_service" '$1 == s && $2 > n { n = $2 } END { print n + 0 }')
+        if [ "$cr_count" -gt 0 ]; then
+            printf "error: service %s restarted %s times within %s s of starting (crash loop): see 'docker compose logs %s' in %s\n" \
+                "$cr_service" "$cr_count" "$cr_settle" "$cr_service" "$site_dir" >&2
+            return 5
+        fi
     done
 }
 

@@ -2,10 +2,8 @@
 # `docker stop` sends first; RQ's warm shutdown: no new job, the running one finishes). Prints
 # SERVICE:CONTAINER per line, for drain.
 tell_to_stop() {
-    for ts_service in $(running_in "$1"); do
-        for ts_id in $(project_compose "$1" ps -q "$ts_service" 2>/dev/null); do
-            docker kill --signal TERM "$ts_id" >/dev/null 2>&1 && printf '%s:%s\n' "$ts_service" "$ts_id"
-        done
+    for ts_entry in $(containers_in "$1" --filter status=running); do
+        docker kill --signal TERM "${ts_entry#*:}" >/dev/null 2>&1 && printf '%s\n' "$ts_entry"
     done
 }
 
@@ -54,7 +52,7 @@ drain() {
 undo_handover() {
     printf 'reason=%s\n' "$1"
     printf 'error: %s did not start; %s\n' "$dh_release" "${dh_old:+the old generation keeps serving}" >&2
-    stop_in "$dh_project" "$dh_stop" > /dev/null
+    stop_in "$dh_project" "$dh_stop"
     remove_generation "$dh_project"
     if [ -n "$dh_aside" ]; then
         rm -rf "$workspace/.fd-failed-$dh_release"
@@ -130,7 +128,7 @@ do_handover() {
             case " $(running_in "$dh_each") " in
                 *" schedule "*)
                     dh_old_schedules="$dh_old_schedules $dh_each"
-                    stop_in "$dh_each" "$dh_stop" schedule > /dev/null
+                    stop_in "$dh_each" "$dh_stop" schedule
                     ;;
             esac
         done
