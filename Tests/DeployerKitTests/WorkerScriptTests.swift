@@ -76,7 +76,9 @@ struct WorkerScriptTests {
         esac
         """.write(toFile: bin + "/docker", atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: bin + "/docker")
-        for file in ["docker-compose.yml", "docker-compose.workers.yml"] { try "services: {}\n".write(toFile: "\(site)/\(file)", atomically: true, encoding: .utf8) }
+        for file in ["docker-compose.yml", "docker-compose.workers.yml"] {
+            try "services: {}\n".write(toFile: "\(site)/\(file)", atomically: true, encoding: .utf8)
+        }
         try FileManager.default.createDirectory(atPath: workspace + "/release_1/apps", withIntermediateDirectories: true)
         try "code\n".write(toFile: workspace + "/release_1/apps/a.py", atomically: true, encoding: .utf8)
         try FileManager.default.createSymbolicLink(atPath: workspace + "/frappe-bench", withDestinationPath: "release_1")

@@ -112,7 +112,8 @@ check_running() {
     cr_ids=$(containers_in "$cr_project" | sed 's/^[^:]*://')
     cr_restarts=""
     # shellcheck disable=SC2086 # container IDs are single words
-    [ -z "$cr_ids" ] || cr_restarts=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.RestartCount}}' $cr_ids 2>/dev/null) || cr_restarts=""
+    # (a container gone meanwhile fails the call, not the lines of the others)
+    [ -z "$cr_ids" ] || cr_restarts=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.RestartCount}}' $cr_ids 2>/dev/null || true)
     for cr_service in "$@"; do
         case " $cr_running " in
             *" $cr_service "*) ;;
@@ -121,7 +122,7 @@ check_running() {
                 return 5
                 ;;
         esac
-        cr_count=$(printf '%s\n' "$cr_restarts" | awk -v s="$cr_service" '$1 == s && $2 > n { n = $2 } END { print n + 0 }')
+        cr_count=$(printf '%s\n' "$cr_restarts" | awk -v s="$cr_service" 'BEGIN { n = 0 } $1 == s && $2 + 0 > n { n = $2 + 0 } END { print n }')
         if [ "$cr_count" -gt 0 ]; then
             printf "error: service %s restarted %s times within %s s of starting (crash loop): see 'docker compose logs %s' in %s\n" \
                 "$cr_service" "$cr_count" "$cr_settle" "$cr_service" "$site_dir" >&2
