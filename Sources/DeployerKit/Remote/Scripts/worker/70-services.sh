@@ -111,8 +111,8 @@ check_running() {
     # Every container of the project with its restart count, in two docker calls.
     cr_ids=$(containers_in "$cr_project" | sed 's/^[^:]*://')
     cr_restarts=""
-    # shellcheck disable=SC2086 # container IDs are single words
     # (a container gone meanwhile fails the call, not the lines of the others)
+    # shellcheck disable=SC2086 # container IDs are single words
     [ -z "$cr_ids" ] || cr_restarts=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.RestartCount}}' $cr_ids 2>/dev/null || true)
     for cr_service in "$@"; do
         case " $cr_running " in
