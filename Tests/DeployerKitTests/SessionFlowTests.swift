@@ -114,11 +114,12 @@ struct SessionFlowTests {
 
     @Test("a verified live copy changed on the worker is staged afresh and swapped in")
     func changedCopyIsStaged() async throws {
-        let preflight = verifiedLive(try await mainDigest()).replacingOccurrences(of: "live_digest=copy-1", with: "live_digest=copy-2")
+        let digest = try await mainDigest()
+        let preflight = verifiedLive(digest).replacingOccurrences(of: "live_digest=copy-1", with: "live_digest=copy-2")
         let runner = RecordingRunner { command in
             switch command.scriptPhase {
             case "preflight": return .ok(preflight)
-            case "stage-activate": return .ok("digest=copy-3\nswap=yes\n")
+            case "stage-activate": return .ok("swap=yes\n")
             case "switch": return .ok("running=schedule short-worker long-worker\ndowntime_ms=900\n")
             default: return .ok("")
             }
@@ -127,6 +128,8 @@ struct SessionFlowTests {
         #expect(!report.releaseKept)
         let remote = try #require(runner.commands.first { $0.scriptPhase == "switch" }?.arguments.last)
         #expect(remote.contains("--stage=\(plan.stagingPath)"), "the fresh copy is swapped in for the live one")
+        // The main digest alone: the switch digests the fresh copy itself.
+        #expect(remote.contains("--verified=\(digest) "), "\(remote)")
         #expect(report.stepSeconds.map(\.step) == [.connect, .preflight, .compare, .stage, .link, .switchRelease, .prune])
     }
 

@@ -234,13 +234,10 @@ public struct LockHeld: Sendable, Equatable {
 
 /// What stage-activate did with a staged release.
 public struct StageActivateAnswer: Sendable, Equatable {
-    /// The staged copy's digest.
-    public var digest: String?
     /// The release is live: the switch swaps the staged copy in instead of a rename now.
     public var swap: Bool
 
     public init(_ facts: WorkerFacts) {
-        digest = facts.text("digest")
         swap = facts.flag("swap")
     }
 }

@@ -40,15 +40,17 @@
 #       live_missing= when there is none); removes what unfinished syncs left (leftovers= what it
 #       could not); creates WORKSPACE and the staging directory.
 #   stage-activate WORKSPACE --site=S --release=R --stage=PATH [-- EXCLUDE...]
-#       links worker configs inside the staged release and prints its digest; renames it to R
-#       unless R is live (then the switch swaps it in: swap=yes).
+#       links worker configs inside the staged release and records EXCLUDE... for its digest
+#       (taken by the switch); renames it to R unless R is live (then the switch swaps it in:
+#       swap=yes).
 #   unstage WORKSPACE --stage=PATH
 #       removes a staged release that will not go live.
 #   switch WORKSPACE --site=S --release=R [--stage=PATH] --stop=RULES --settle=N [--deps=DEPS]
-#          [--verified=MAIN:COPY] -- SERVICE...
+#          [--verified=MAIN[:COPY]] -- SERVICE...
 #       stops services, makes R live (flips frappe-bench, or swaps PATH in), starts SERVICE... and
 #       checks them; on failure flips back and starts the previous release. Runs detached, so a
-#       dropped connection cannot stop it half-way. --verified is recorded with R once it runs.
+#       dropped connection cannot stop it half-way. --verified is recorded with R once it runs;
+#       without :COPY, the copy's digest is taken beside the start, with stage-activate's excludes.
 #   prune WORKSPACE --keep=N
 #       keeps the N newest releases (never the live or the previous one, nor one a generation
 #       runs); pruned= what went, prune_failed= (and prune_error=) what could not.

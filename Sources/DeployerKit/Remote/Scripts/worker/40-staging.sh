@@ -111,7 +111,9 @@ stage_activate() {
     sa_stage=$(required stage)
     [ -d "$sa_stage" ] || fail 4 "staged release $sa_stage is not on the worker: the transfer did not complete"
     link_configs "$sa_site" "$sa_stage"
-    printf 'digest=%s\n' "$(release_digest "$sa_stage" "$@")"
+    # The copy's digest is taken by the switch, beside the new generation's start and settle
+    # (copy_digest), with the release's excludes recorded here, one a line (none holds a newline).
+    mkdir -p "$state" && record "$state/digest.excludes" "$@" || exit 4
     sa_live=$(live_release)
     if [ "$sa_release" = "$sa_live" ] && [ -d "$workspace/$sa_live" ]; then
         # The live release cannot be replaced by a rename while it runs: the switch swaps it in.
@@ -125,6 +127,18 @@ stage_activate() {
     fi
     mv "$sa_stage" "$workspace/$sa_release"
     printf 'swap=no\n'
+}
+
+# The digest of release R's copy in the workspace, with the excludes stage-activate recorded;
+# fails when they are not recorded.
+copy_digest() {
+    cd_root="$workspace/$1"
+    [ -f "$state/digest.excludes" ] || return 1
+    set --
+    while IFS= read -r cd_pattern; do
+        [ -z "$cd_pattern" ] || set -- "$@" "$cd_pattern"
+    done < "$state/digest.excludes"
+    release_digest "$cd_root" "$@"
 }
 
 unstage() {

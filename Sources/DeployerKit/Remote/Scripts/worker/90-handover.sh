@@ -105,6 +105,17 @@ do_handover() {
             return 5
         fi
     fi
+    # --verified=MAIN without the copy's digest: the copy in place is digested now, beside the
+    # start and settle below, and recorded with MAIN once the new generation runs.
+    dh_digest_pid=""
+    case ${opt_verified:-} in
+        '' | *:*) ;;
+        *)
+            rm -f "$state/copy.digest"
+            copy_digest "$dh_release" > "$state/copy.digest" &
+            dh_digest_pid=$!
+            ;;
+    esac
     mkdir -p "$workspace/deployment-data/config/pids"
     dh_failed=""
     if ! write_generation "$dh_project" "$dh_release" "$@"; then
@@ -157,9 +168,17 @@ do_handover() {
         if ! prepare_record "$state/live" "project=$dh_project" "release=$dh_release" "since=$(date +%s)"; then
             dh_failed="$(write_problem "$state"): the switch could not be recorded"
         fi
-        if [ -z "$dh_failed" ] && [ -n "${opt_verified:-}" ]; then
+        dh_verified=${opt_verified:-}
+        if [ -n "$dh_digest_pid" ]; then
+            # No digest (it failed): no verified record, so the next sync stages afresh.
+            dh_copy=""
+            wait "$dh_digest_pid" && dh_copy=$(cat "$state/copy.digest" 2>/dev/null)
+            dh_digest_pid=""
+            dh_verified=${dh_copy:+$opt_verified:$dh_copy}
+        fi
+        if [ -z "$dh_failed" ] && [ -n "$dh_verified" ]; then
             dh_records="$dh_records $state/verified"
-            prepare_record "$state/verified" "release=$dh_release" "main=${opt_verified%%:*}" "copy=${opt_verified#*:}" \
+            prepare_record "$state/verified" "release=$dh_release" "main=${dh_verified%%:*}" "copy=${dh_verified#*:}" \
                 || dh_failed="$(write_problem "$state"): the switch could not be recorded"
         fi
         if [ -z "$dh_failed" ] && [ -n "$dh_old_release" ] && [ "$dh_old_release" != "$dh_release" ]; then
@@ -180,7 +199,11 @@ do_handover() {
             for dh_each in $dh_records; do rm -f "$dh_each.new"; done
         fi
     fi
+    rm -f "$state/copy.digest"
     if [ -n "$dh_failed" ]; then
+        # (the digest reads the copy that the undo may move away)
+        [ -z "$dh_digest_pid" ] || wait "$dh_digest_pid"
+        rm -f "$state/copy.digest"
         undo_handover "$dh_failed"
         return $?
     fi
