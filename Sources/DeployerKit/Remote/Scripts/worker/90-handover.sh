@@ -105,17 +105,6 @@ do_handover() {
             return 5
         fi
     fi
-    # --verified=MAIN without the copy's digest: the copy in place is digested now, beside the
-    # start and settle below, and recorded with MAIN once the new generation runs.
-    dh_digest_pid=""
-    case ${opt_verified:-} in
-        '' | *:*) ;;
-        *)
-            rm -f "$state/copy.digest"
-            copy_digest "$dh_release" > "$state/copy.digest" &
-            dh_digest_pid=$!
-            ;;
-    esac
     mkdir -p "$workspace/deployment-data/config/pids"
     dh_failed=""
     if ! write_generation "$dh_project" "$dh_release" "$@"; then
@@ -149,6 +138,20 @@ do_handover() {
         fi
         dh_schedule_gap=$(( $(now_ms) - dh_schedule_stopped ))
     fi
+    # --verified=MAIN without the copy's digest: the copy in place is digested during the settle
+    # time (once the services have started, so it does not slow their start), and recorded with
+    # MAIN once the new generation runs.
+    dh_digest_pid=""
+    case ${opt_verified:-} in
+        '' | *:*) ;;
+        *)
+            if [ -z "$dh_failed" ]; then
+                rm -f "$state/copy.digest"
+                copy_digest "$dh_release" > "$state/copy.digest" &
+                dh_digest_pid=$!
+            fi
+            ;;
+    esac
     # 3. The new generation must stay up for SETTLE seconds, without restarting.
     if [ -z "$dh_failed" ]; then
         if ! check_running "$dh_project" "$dh_settle" "$@" > "$state/switch.start" 2>> "$state/switch.checks"; then
