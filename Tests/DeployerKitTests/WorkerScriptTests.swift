@@ -167,6 +167,43 @@ struct WorkerScriptTests {
         #expect(try await run(["lock", workspace, "--token=tokenC", "--holder=ops@main pid 3"]).exitCode == 0)
     }
 
+    @Test("a lock its holder never released (killed, or its connection lost): taking it over appends the holder's history entry, unfinished")
+    func unfinishedHolderIsRecorded() async throws {
+        for release in ["release_1", "release_2"] {
+            try FileManager.default.createDirectory(atPath: workspace + "/" + release, withIntermediateDirectories: true)
+        }
+        try FileManager.default.createSymbolicLink(atPath: workspace + "/frappe-bench", withDestinationPath: "release_1")
+        let lock = site + "/.frappe-deployer/lock"
+        #expect(try await run(["lock", workspace, "--token=tokenA", "--holder=ops@main pid 1", "--kind=rollback"]).exitCode == 0)
+        let since = try #require(try String(contentsOfFile: lock, encoding: .utf8).split(separator: "\n")
+            .first { $0.hasPrefix("since=") }.flatMap { TimeInterval($0.dropFirst(6)) })
+        // The holder switched to release_2, then died before unlocking: its session is gone.
+        try FileManager.default.removeItem(atPath: workspace + "/frappe-bench")
+        try FileManager.default.createSymbolicLink(atPath: workspace + "/frappe-bench", withDestinationPath: "release_2")
+        let held = try String(contentsOfFile: lock, encoding: .utf8)
+        try held.replacingOccurrences(of: #"session=[^\n]*"#, with: "session=999999999:1", options: .regularExpression)
+            .write(toFile: lock, atomically: true, encoding: .utf8)
+        let taken = try await run(["lock", workspace, "--token=tokenB", "--holder=ops@main pid 2", "--kind=sync"])
+        #expect(taken.standardOutput == "stale_lock=ops@main pid 1\nlocked=yes\n", "\(taken.standardErrorTail)")
+        var history = HistoryAnswer(WorkerFacts(try await run(.history(limit: 10), in: workspace).standardOutput)).entries
+        #expect(history.count == 1)
+        let entry = try #require(history.first)
+        #expect(entry.result == .unfinished && entry.kind == "rollback" && entry.by == "ops@main pid 1")
+        #expect(entry.from == "release_1" && entry.to == "release_2" && entry.at == Date(timeIntervalSince1970: since))
+        #expect(entry.error?.contains("release_2 was live when the next operation took the lock") == true, "\(entry)")
+
+        // A lock released as it should be adds nothing; a takeover of a provably dead holder does.
+        #expect(try await run(.unlock(token: "tokenB", history: nil, record: []), in: workspace).standardOutput == "unlocked=yes\n")
+        #expect(try await run(["lock", workspace, "--token=tokenC", "--holder=ops@main pid 3", "--kind=sync"]).exitCode == 0)
+        history = HistoryAnswer(WorkerFacts(try await run(.history(limit: 10), in: workspace).standardOutput)).entries
+        #expect(history.count == 1)
+        let took = try await run(["lock", workspace, "--token=tokenD", "--holder=ops@main pid 4", "--takeover=tokenC"])
+        #expect(took.standardOutput.contains("took_over=ops@main pid 3"))
+        history = HistoryAnswer(WorkerFacts(try await run(.history(limit: 10), in: workspace).standardOutput)).entries
+        #expect(history.map(\.result) == [.unfinished, .unfinished])
+        #expect(history.last?.by == "ops@main pid 3" && history.last?.from == "release_2" && history.last?.kind == "sync")
+    }
+
     @Test("status reads releases, the lock's holder and the last sync that unlock recorded; it writes nothing")
     func statusAndLastSync() async throws {
         try FileManager.default.createDirectory(atPath: workspace + "/release_1", withIntermediateDirectories: true)

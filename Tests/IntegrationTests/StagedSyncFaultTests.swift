@@ -174,6 +174,13 @@ final class StagedSyncFaultTests {
         #expect(rerun.exitCode == 0, "\(rerun.standardError.joined(separator: "\n"))")
         #expect(rerun.standardError.contains { $0.contains("lock taken over from") || $0.contains("lock recovered from") })
         try await expectWorkerRuns(Self.r2)
+        // The killed sync never unlocked, so it never wrote its history entry: the rerun wrote it.
+        let history = try await DeployerTool.run(["remote-worker", "history", Self.site, "--server", worker.address, "--ssh-config",
+                                                  worker.sshConfig, "--benches-path", fixture.benchesPath, "--json"])
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(history.standardOutput.utf8)) as? [String: Any])
+        let entries = try #require((document["workers"] as? [[String: Any]])?.first?["entries"] as? [[String: Any]], "\(document)")
+        #expect(entries.compactMap { $0["result"] as? String } == ["ok", "unfinished", "ok"])
+        #expect(entries[1]["kind"] as? String == "sync" && entries[1]["from"] as? String == Self.r1 && entries[1]["to"] as? String == Self.r1)
     }
 
     // MARK: - Failures

@@ -19,6 +19,9 @@ public struct HistoryEntry: Sendable, Equatable, Encodable {
         case interrupted
         /// Any other failure (a transfer, a check before the switch).
         case failed
+        /// It ended without releasing the lock (its tool was killed, or lost its connection), so
+        /// the next operation to take the lock wrote this entry: `to` is the release live then.
+        case unfinished
     }
 
     public var at: Date

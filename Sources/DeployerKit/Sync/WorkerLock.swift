@@ -17,6 +17,8 @@ struct WorkerLock {
     let worker: WorkerSettings
     let token: String
     let site: String
+    /// `sync` or `rollback`, recorded with the lock.
+    let kind: String
     /// With it, preflight also reports the digest of the verified live copy of that release.
     var liveDigest: LiveDigestRequest?
     /// SIGINT/SIGTERM end the wait for another holder at once.
@@ -39,7 +41,7 @@ struct WorkerLock {
         let identity = ProcessIdentity.current()
         var takeover: String?
         while true {
-            let phase = WorkerPhase.preflight(site: site, lock: LockRequest(token: token, holder: Self.holder,
+            let phase = WorkerPhase.preflight(site: site, lock: LockRequest(token: token, holder: Self.holder, kind: kind,
                                                                              origin: identity?.text, takeover: takeover),
                                               liveDigest: liveDigest)
             let reply = try await connection.ask(phase)

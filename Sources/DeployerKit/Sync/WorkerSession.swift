@@ -95,7 +95,8 @@ final class WorkerSession {
     func checkAndLock(site: String, token: String, liveDigest: LiveDigestRequest?) async throws -> PreflightAnswer {
         try await step(.preflight, detail: "\(worker.siteDirectory), then take its lock") {
             let answer = try await WorkerLock(connection: connection, worker: worker, token: token, site: site,
-                                              liveDigest: liveDigest, interrupt: interrupt).acquire()
+                                              kind: report.isRollback ? "rollback" : "sync", liveDigest: liveDigest,
+                                              interrupt: interrupt).acquire()
             lockToken = token
             return (answer, "workers: \(answer.workerServices.joined(separator: " ")); live: \(answer.releases.live ?? "none yet"); "
                 + "lock \(answer.lock?.note ?? "held")")

@@ -67,8 +67,8 @@ public enum WorkerPhase: Sendable, Equatable {
         var list: [String] = []
         switch self {
         case .preflight(let site, let lock, let digest):
-            options = [("site", site), ("token", lock?.token), ("holder", lock?.holder), ("origin", lock?.origin), ("takeover", lock?.takeover),
-                       ("digest", digest?.release)]
+            options = [("site", site), ("token", lock?.token), ("holder", lock?.holder), ("kind", lock?.kind), ("origin", lock?.origin),
+                       ("takeover", lock?.takeover), ("digest", digest?.release)]
             list = digest?.excludes ?? []
         case .unlock(let token, let history, let record):
             options = [("token", token), ("history", history?.line)]
@@ -117,12 +117,16 @@ public enum WorkerPhase: Sendable, Equatable {
 public struct LockRequest: Sendable, Equatable {
     public var token: String
     public var holder: String
+    /// `sync` or `rollback`: recorded with the lock, for the history entry the next operation
+    /// writes if this one ends without releasing it.
+    public var kind: String?
     public var origin: String?
     public var takeover: String?
 
-    public init(token: String, holder: String, origin: String? = nil, takeover: String? = nil) {
+    public init(token: String, holder: String, kind: String? = nil, origin: String? = nil, takeover: String? = nil) {
         self.token = token
         self.holder = holder
+        self.kind = kind
         self.origin = origin
         self.takeover = takeover
     }

@@ -6,15 +6,17 @@
 # SITE_DIR/.frappe-deployer, beside the compose files. The tool's Remote/Protocol is the other
 # half of this interface: it builds these arguments and decodes the key=value facts printed here.
 #
-#   preflight WORKSPACE --site=S [--token=T --holder=H [--origin=O] [--takeover=T2]] [--digest=R] [-- EXCLUDE...]
+#   preflight WORKSPACE --site=S [--token=T --holder=H [--kind=K] [--origin=O] [--takeover=T2]] [--digest=R] [-- EXCLUDE...]
 #       checks the worker and prints facts; with --token, then takes the per-site lock (nothing
 #       is written unless every check passed; see lock). With --digest=R, also the digest of
 #       the live copy when it is release R and the verified one (EXCLUDE patterns as rsync takes
 #       them): a sync of another release has no use for it.
-#   lock WORKSPACE --token=T --holder=H [--origin=O] [--takeover=T2]
-#       takes the per-site lock; exit 6 with held_* facts when a live sync holds it. A lock whose
-#       ssh session is gone is taken over; --takeover names a holder's token to take over anyway
-#       (the tool passes it only on proof from O, the holder's process identity, that it is dead).
+#   lock WORKSPACE --token=T --holder=H [--kind=K] [--origin=O] [--takeover=T2]
+#       takes the per-site lock for an operation of kind K (sync, rollback), recording the live
+#       release; exit 6 with held_* facts when a live sync holds it. A lock whose ssh session is
+#       gone is taken over; --takeover names a holder's token to take over anyway (the tool passes
+#       it only on proof from O, the holder's process identity, that it is dead). Taking a lock
+#       over appends the history entry its holder could not (result=unfinished).
 #   unlock WORKSPACE --token=T [--history=ENTRY] [-- KEY=VALUE...]
 #       releases the lock if T holds it; first appends ENTRY (TAB-separated KEY=VALUE fields) to
 #       the site's history, and with KEY=VALUE lines records them as the last sync.

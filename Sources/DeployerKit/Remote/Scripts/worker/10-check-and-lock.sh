@@ -149,6 +149,7 @@ lock() {
     # The guard serializes lock takers on this worker; it is held for this phase only.
     exec 9>>"$state/lock.guard"
     flock -w 30 9 || fail 6 "the lock guard $state/lock.guard stayed busy for 30 s"
+    lk_lost=no
     if [ -f "$state/lock" ]; then
         lk_held=$(value token "$state/lock")
         if [ "$lk_held" = "$lk_token" ]; then
@@ -159,6 +160,7 @@ lock() {
         if alive "$(value session "$state/lock")" || switch_running; then
             if [ -n "${opt_takeover:-}" ] && [ "$opt_takeover" = "$lk_held" ] && ! switch_running; then
                 printf 'took_over=%s\n' "$(value holder "$state/lock")"
+                lk_lost=yes
             else
                 printf 'held_by=%s\n' "$(value holder "$state/lock")"
                 printf 'held_since=%s\n' "$(value since "$state/lock")"
@@ -169,9 +171,12 @@ lock() {
             fi
         else
             printf 'stale_lock=%s\n' "$(value holder "$state/lock")"
+            lk_lost=yes
         fi
     fi
-    record "$state/lock" "token=$lk_token" "holder=$lk_holder" "origin=${opt_origin:-}" "since=$(date +%s)" "session=$(session_id)" 2>/dev/null \
+    [ $lk_lost = no ] || append_unfinished || true
+    record "$state/lock" "token=$lk_token" "holder=$lk_holder" "origin=${opt_origin:-}" "since=$(date +%s)" "session=$(session_id)" \
+        "kind=${opt_kind:-}" "live=$(live_release)" 2>/dev/null \
         || fail 3 "$(write_problem "$state"): the lock could not be taken; nothing was changed"
     # The guard only serializes taking the lock: released now, so a phase that hangs after this
     # (or an orphaned one) never keeps the next sync from reading the lock.

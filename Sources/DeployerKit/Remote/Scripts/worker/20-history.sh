@@ -11,6 +11,21 @@ append_history() {
     }
 }
 
+# The operation that holds the lock ended without releasing it (its tool was killed, or lost its
+# connection), so it never appended its entry: the operation taking the lock over appends it, with
+# what the lock recorded (when, by whom, the kind, the release live then) and the release live now.
+append_unfinished() {
+    au_live=$(live_release)
+    au_since=$(value since "$state/lock")
+    # (a lock taken by an older frappe-deployer records no kind)
+    au_kind=$(value kind "$state/lock" | tr '\t' ' ')
+    # (no value may hold a tab: the lock's values are lines, but a holder's user name could)
+    append_history "$(printf 'at=%s\tkind=%s\tby=%s\tfrom=%s\tto=%s\tresult=unfinished\terror=%s' \
+        "${au_since:-$(date +%s)}" "${au_kind:-unknown}" "$(value holder "$state/lock" | tr '\t' ' ')" \
+        "$(value live "$state/lock")" "$au_live" \
+        "it ended without releasing the lock (its tool was killed or lost its connection); ${au_live:-no release} was live when the next operation took the lock")"
+}
+
 # The releases marked bad, space-separated: the last switch to each from another release that
 # ended (result ok, rolled-back or switch-failed; a refusal or an early failure says nothing about
 # the release) failed its checks. A restart of the live release that fails (a worker config that
