@@ -88,8 +88,8 @@ struct StagedSync {
         session.workerState = .described("unchanged: the old release still runs; \(plan.release) is staged")
         if session.interrupt?.received != nil, activated.swap { await unstage() }
         try session.stopIfInterrupted(.link, state: "stopped before the switch; the old release still runs")
-        // The main digest alone: the switch takes the copy's digest beside the new generation's
-        // start and settle, off the sync's path, and records both once it runs.
+        // The main digest alone: the switch takes the copy's digest during its settle time, off
+        // the sync's path, and records both once the new generation runs.
         try await session.switchServices(switchRequest(swapFrom: activated.swap ? plan.stagingPath : nil, verified: mainDigest))
         // The new release runs: a prune that fails is a warning, never a failed sync.
         do {

@@ -205,7 +205,7 @@ public struct SwitchRequest: Sendable, Equatable {
     public var start: StartRequest
     /// MAIN_DIGEST:COPY_DIGEST, recorded with the release once it runs: a complete, checksummed
     /// copy that a later sync may keep. MAIN_DIGEST alone for a copy just staged: the switch takes
-    /// its digest beside the new generation's start (with the excludes stage-activate recorded).
+    /// its digest during the settle time (with the excludes stage-activate recorded).
     public var verified: String?
 
     public init(site: String, release: String, generation: String, swapFrom: String? = nil, stop: StopRules, start: StartRequest,

@@ -52,7 +52,7 @@
 #       stops services, makes R live (flips frappe-bench, or swaps PATH in), starts SERVICE... and
 #       checks them; on failure flips back and starts the previous release. Runs detached, so a
 #       dropped connection cannot stop it half-way. --verified is recorded with R once it runs;
-#       without :COPY, the copy's digest is taken beside the start, with stage-activate's excludes.
+#       without :COPY, the copy's digest is taken during the settle, with stage-activate's excludes.
 #   prune WORKSPACE --keep=N
 #       keeps the N newest releases (never the live or the previous one, nor one a generation
 #       runs); pruned= what went, prune_failed= (and prune_error=) what could not.

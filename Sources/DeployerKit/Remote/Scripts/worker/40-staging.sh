@@ -111,8 +111,8 @@ stage_activate() {
     sa_stage=$(required stage)
     [ -d "$sa_stage" ] || fail 4 "staged release $sa_stage is not on the worker: the transfer did not complete"
     link_configs "$sa_site" "$sa_stage"
-    # The copy's digest is taken by the switch, beside the new generation's start and settle
-    # (copy_digest), with the release's excludes recorded here, one a line (none holds a newline).
+    # The copy's digest is taken by the switch during its settle time (copy_digest), with the
+    # release's excludes recorded here, one a line (none holds a newline).
     mkdir -p "$state" && record "$state/digest.excludes" "$@" || exit 4
     sa_live=$(live_release)
     if [ "$sa_release" = "$sa_live" ] && [ -d "$workspace/$sa_live" ]; then

@@ -202,7 +202,6 @@ do_handover() {
             for dh_each in $dh_records; do rm -f "$dh_each.new"; done
         fi
     fi
-    rm -f "$state/copy.digest"
     if [ -n "$dh_failed" ]; then
         # (the digest reads the copy that the undo may move away)
         [ -z "$dh_digest_pid" ] || wait "$dh_digest_pid"
@@ -210,6 +209,7 @@ do_handover() {
         undo_handover "$dh_failed"
         return $?
     fi
+    rm -f "$state/copy.digest"
     for dh_each in $dh_records; do mv -f "$dh_each.new" "$dh_each"; done
     printf 'running=%s\n' "$(value running "$state/switch.start")"
     dh_flip=""
