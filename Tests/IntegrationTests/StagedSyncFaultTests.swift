@@ -179,7 +179,7 @@ final class StagedSyncFaultTests {
                                                   worker.sshConfig, "--benches-path", fixture.benchesPath, "--json"])
         let document = try #require(try JSONSerialization.jsonObject(with: Data(history.standardOutput.utf8)) as? [String: Any])
         let entries = try #require((document["workers"] as? [[String: Any]])?.first?["entries"] as? [[String: Any]], "\(document)")
-        #expect(entries.compactMap { $0["result"] as? String } == ["ok", "unfinished", "ok"])
+        try #require(entries.compactMap { $0["result"] as? String } == ["ok", "unfinished", "ok"], "\(entries)")
         #expect(entries[1]["kind"] as? String == "sync" && entries[1]["from"] as? String == Self.r1 && entries[1]["to"] as? String == Self.r1)
     }
 
