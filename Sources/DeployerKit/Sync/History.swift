@@ -114,7 +114,7 @@ extension WorkerSession {
     func historyEntry(error: (any Error)?) -> HistoryEntry {
         let message = error.map(\.userMessage)
         return HistoryEntry(
-            at: startedAt, kind: report.isRollback ? "rollback" : "sync", by: WorkerLock.holder,
+            at: startedAt, kind: report.kind, by: WorkerLock.holder,
             from: report.previousRelease.flatMap { $0.isEmpty ? nil : $0 }, to: report.release.isEmpty ? nil : report.release,
             result: HistoryEntry.result(of: error), seconds: Date().timeIntervalSince(startedAt),
             noJobsSeconds: report.handover != nil || report.servicesKept ? 0 : report.downtimeSeconds, kept: report.releaseKept, error: message)

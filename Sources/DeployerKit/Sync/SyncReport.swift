@@ -16,6 +16,8 @@ public struct SyncReport: Sendable, Equatable {
     public var pruned: [String] = []
     /// A rollback switches without transferring.
     public var isRollback = false
+    /// The operation's kind, as the lock, the history and the last-sync record name it.
+    public var kind: String { isRollback ? "rollback" : "sync" }
     /// The live release was kept as it was (verified, unchanged); only data went over.
     public var releaseKept = false
     /// With `releaseKept`: services were left running (nothing changed that they read).

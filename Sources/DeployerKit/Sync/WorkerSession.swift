@@ -95,7 +95,7 @@ final class WorkerSession {
     func checkAndLock(site: String, token: String, liveDigest: LiveDigestRequest?) async throws -> PreflightAnswer {
         try await step(.preflight, detail: "\(worker.siteDirectory), then take its lock") {
             let answer = try await WorkerLock(connection: connection, worker: worker, token: token, site: site,
-                                              kind: report.isRollback ? "rollback" : "sync", liveDigest: liveDigest,
+                                              kind: report.kind, liveDigest: liveDigest,
                                               interrupt: interrupt).acquire()
             lockToken = token
             return (answer, "workers: \(answer.workerServices.joined(separator: " ")); live: \(answer.releases.live ?? "none yet"); "
@@ -159,7 +159,7 @@ final class WorkerSession {
     /// What the worker keeps about this (successful) operation, for `remote-worker status`.
     var lastSyncRecord: [String] {
         var record = [
-            "kind=\(report.isRollback ? "rollback" : "sync")",
+            "kind=\(report.kind)",
             "release=\(report.release)",
             "by=\(WorkerLock.holder)",
             "at=\(Int(startedAt.timeIntervalSince1970))",
