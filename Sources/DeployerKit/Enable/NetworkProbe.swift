@@ -27,7 +27,7 @@ public enum NetworkProbe {
     /// the routing table).
     public static func sourceAddress(toward host: String) throws(ProbeError) -> String {
         let target = try resolve(host, numericOnly: false)
-        let fd = socket(Int32(target.family), Int32(SOCK_DGRAM.rawValue), 0)
+        let fd = socket(Int32(target.family), Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .noRoute(host: host, reason: errnoText()) }
         defer { close(fd) }
         var storage = target.storage
@@ -74,7 +74,8 @@ public enum NetworkProbe {
     /// 0 when a TCP socket could bind there, otherwise the errno.
     private static func bindResult(_ address: String, port: Int) -> Int32 {
         guard let target = try? resolve(address, numericOnly: true, port: port) else { return EADDRNOTAVAIL }
-        let fd = socket(Int32(target.family), Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: a process started meanwhile (an ssh, an rsync) must not keep the port bound.
+        let fd = socket(Int32(target.family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return errno }
         defer { close(fd) }
         var yes: Int32 = 1
