@@ -142,16 +142,10 @@ do_handover() {
     # time (once the services have started, so it does not slow their start), and recorded with
     # MAIN once the new generation runs.
     dh_digest_pid=""
-    case ${opt_verified:-} in
-        '' | *:*) ;;
-        *)
-            if [ -z "$dh_failed" ]; then
-                rm -f "$state/copy.digest"
-                copy_digest "$dh_release" > "$state/copy.digest" &
-                dh_digest_pid=$!
-            fi
-            ;;
-    esac
+    if [ -z "$dh_failed" ] && [ -n "${opt_verified:-}" ] && [ "${opt_verified#*:}" = "$opt_verified" ]; then
+        copy_digest "$dh_release" > "$state/copy.digest" &
+        dh_digest_pid=$!
+    fi
     # 3. The new generation must stay up for SETTLE seconds, without restarting.
     if [ -z "$dh_failed" ]; then
         if ! check_running "$dh_project" "$dh_settle" "$@" > "$state/switch.start" 2>> "$state/switch.checks"; then
@@ -202,14 +196,13 @@ do_handover() {
             for dh_each in $dh_records; do rm -f "$dh_each.new"; done
         fi
     fi
+    # A digest still running (the handover failed before step 4) reads the copy the undo may move.
+    [ -z "$dh_digest_pid" ] || wait "$dh_digest_pid"
+    rm -f "$state/copy.digest"
     if [ -n "$dh_failed" ]; then
-        # (the digest reads the copy that the undo may move away)
-        [ -z "$dh_digest_pid" ] || wait "$dh_digest_pid"
-        rm -f "$state/copy.digest"
         undo_handover "$dh_failed"
         return $?
     fi
-    rm -f "$state/copy.digest"
     for dh_each in $dh_records; do mv -f "$dh_each.new" "$dh_each"; done
     printf 'running=%s\n' "$(value running "$state/switch.start")"
     dh_flip=""
